@@ -1,32 +1,280 @@
 """Pure codec of the remoting frame (no I/O).
 
-CONTRACT STUB: the remoting work fills these in.
 Frame: int32 totalLen (excluding itself) | int32 (serializeType<<24 | headerLen) | header | body.
+
+Two header serializations exist (RocketMQ's SerializeType): JSON (0) and the compact binary
+ROCKETMQ (1). A response is written in the serialization of the request it answers, which
+:meth:`RemotingCommand.response` carries over in ``serialize_type``.
 """
 
 from __future__ import annotations
 
-from backends.remoting.command import RemotingCommand
+import struct
+from typing import Any
+
+import orjson
+
+from backends.remoting.command import SERIALIZE_JSON, SERIALIZE_ROCKETMQ, RemotingCommand
 
 MAX_FRAME_SIZE = 16 * 1024 * 1024
+
+# RocketMQ's LanguageCode ordinals (the binary header carries the ordinal, JSON the name).
+LANGUAGES: tuple[str, ...] = (
+    "JAVA", "CPP", "DOTNET", "PYTHON", "DELPHI", "ERLANG", "RUBY", "OTHER", "HTTP", "GO", "PHP",
+    "OMS", "RUST", "NODE_JS",
+)
+_LANGUAGE_ORDINAL = {name: i for i, name in enumerate(LANGUAGES)}
+_OTHER = _LANGUAGE_ORDINAL["OTHER"]
+
+_INT = struct.Struct(">i")
+_TWO_INTS = struct.Struct(">ii")
+_BIN_FIXED = struct.Struct(">hbhii")  # code, language, version, opaque, flag
+_U16 = struct.Struct(">H")
 
 
 class CodecError(Exception):
     """A malformed frame: the connection that sent it is closed."""
 
 
+# --- encode -------------------------------------------------------------------------------------
+
+
+def _json_header(cmd: RemotingCommand) -> bytes:
+    header: dict[str, Any] = {
+        "code": cmd.code,
+        "language": cmd.language,
+        "version": cmd.version,
+        "opaque": cmd.opaque,
+        "flag": cmd.flag,
+    }
+    if cmd.remark is not None:
+        header["remark"] = cmd.remark
+    header["extFields"] = cmd.ext_fields
+    header["serializeTypeCurrentRPC"] = "JSON"
+    try:
+        return orjson.dumps(header)
+    except TypeError:
+        # A non-string value slipped into ext_fields: every value goes on the wire as a string.
+        header["extFields"] = {str(k): _str(v) for k, v in cmd.ext_fields.items()}
+        return orjson.dumps(header)
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _rocketmq_header(cmd: RemotingCommand) -> bytes:
+    parts = [
+        _BIN_FIXED.pack(
+            cmd.code,
+            _LANGUAGE_ORDINAL.get(cmd.language, _OTHER),
+            cmd.version,
+            cmd.opaque,
+            cmd.flag,
+        )
+    ]
+    if cmd.remark:
+        remark = cmd.remark.encode()
+        parts.append(_INT.pack(len(remark)))
+        parts.append(remark)
+    else:
+        parts.append(_INT.pack(0))
+    if cmd.ext_fields:
+        ext: list[bytes] = []
+        for k, v in cmd.ext_fields.items():
+            if v is None:
+                continue
+            kb = str(k).encode()
+            vb = _str(v).encode()
+            ext.append(_U16.pack(len(kb)))
+            ext.append(kb)
+            ext.append(_INT.pack(len(vb)))
+            ext.append(vb)
+        blob = b"".join(ext)
+        parts.append(_INT.pack(len(blob)))
+        parts.append(blob)
+    else:
+        parts.append(_INT.pack(0))
+    return b"".join(parts)
+
+
 def encode(cmd: RemotingCommand) -> bytes:
     """The whole frame, length prefix included, in ``cmd.serialize_type``."""
-    raise NotImplementedError
+    if cmd.serialize_type == SERIALIZE_ROCKETMQ:
+        header = _rocketmq_header(cmd)
+    else:
+        header = _json_header(cmd)
+    body = cmd.body or b""
+    total = 4 + len(header) + len(body)
+    if total > MAX_FRAME_SIZE:
+        raise CodecError(f"frame of {total} bytes exceeds {MAX_FRAME_SIZE}")
+    return b"".join(
+        (_TWO_INTS.pack(total, (cmd.serialize_type << 24) | len(header)), header, body)
+    )
 
 
-def decode(frame: bytes) -> RemotingCommand:
+# --- decode -------------------------------------------------------------------------------------
+
+
+def _int(v: Any, name: str) -> int:
+    if isinstance(v, bool):
+        raise CodecError(f"header field {name} is not an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            pass
+    raise CodecError(f"header field {name} is not an integer: {v!r}")
+
+
+def _decode_json_header(raw: bytes | memoryview) -> RemotingCommand:
+    try:
+        h = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise CodecError(f"header is not JSON: {e}") from None
+    if not isinstance(h, dict):
+        raise CodecError("header is not a JSON object")
+    if "code" not in h:
+        raise CodecError("header has no code")
+    ext = h.get("extFields")
+    if ext is None:
+        ext_fields: dict[str, str] = {}
+    elif isinstance(ext, dict):
+        ext_fields = {}
+        for k, v in ext.items():
+            if v is None:
+                continue
+            ext_fields[k] = v if isinstance(v, str) else (
+                orjson.dumps(v).decode() if isinstance(v, dict | list) else _str(v)
+            )
+    else:
+        raise CodecError("extFields is not an object")
+    remark = h.get("remark")
+    language = h.get("language", "JAVA")
+    if isinstance(language, int) and not isinstance(language, bool):
+        language = LANGUAGES[language] if 0 <= language < len(LANGUAGES) else "OTHER"
+    return RemotingCommand(
+        code=_int(h["code"], "code"),
+        ext_fields=ext_fields,
+        opaque=_int(h.get("opaque", 0), "opaque"),
+        flag=_int(h.get("flag", 0), "flag"),
+        remark=None if remark is None else str(remark),
+        language=str(language),
+        version=_int(h.get("version", 0), "version"),
+        serialize_type=SERIALIZE_JSON,
+    )
+
+
+def _decode_rocketmq_header(raw: bytes | memoryview) -> RemotingCommand:
+    n = len(raw)
+    if n < _BIN_FIXED.size + 8:
+        raise CodecError("binary header truncated")
+    code, lang, version, opaque, flag = _BIN_FIXED.unpack_from(raw, 0)
+    pos = _BIN_FIXED.size
+    (rlen,) = _INT.unpack_from(raw, pos)
+    pos += 4
+    if rlen < 0 or pos + rlen + 4 > n:
+        raise CodecError("binary header: bad remark length")
+    try:
+        remark = bytes(raw[pos : pos + rlen]).decode() if rlen else None
+        pos += rlen
+        (elen,) = _INT.unpack_from(raw, pos)
+        pos += 4
+        if elen < 0 or pos + elen != n:
+            raise CodecError("binary header: bad extFields length")
+        ext: dict[str, str] = {}
+        while pos < n:
+            if pos + 2 > n:
+                raise CodecError("binary header: truncated extFields key")
+            (klen,) = _U16.unpack_from(raw, pos)
+            pos += 2
+            if pos + klen + 4 > n:
+                raise CodecError("binary header: truncated extFields key")
+            k = bytes(raw[pos : pos + klen]).decode()
+            pos += klen
+            (vlen,) = _INT.unpack_from(raw, pos)
+            pos += 4
+            if vlen < 0 or pos + vlen > n:
+                raise CodecError("binary header: truncated extFields value")
+            ext[k] = bytes(raw[pos : pos + vlen]).decode()
+            pos += vlen
+    except UnicodeDecodeError as e:
+        raise CodecError(f"binary header: invalid UTF-8: {e}") from None
+    language = LANGUAGES[lang] if 0 <= lang < len(LANGUAGES) else "OTHER"
+    return RemotingCommand(
+        code=code,
+        ext_fields=ext,
+        opaque=opaque,
+        flag=flag,
+        remark=remark,
+        language=language,
+        version=version,
+        serialize_type=SERIALIZE_ROCKETMQ,
+    )
+
+
+def decode(frame: bytes | bytearray | memoryview) -> RemotingCommand:
     """One frame without its 4-byte length prefix."""
-    raise NotImplementedError
+    n = len(frame)
+    if n < 4:
+        raise CodecError("frame shorter than its header length field")
+    if n > MAX_FRAME_SIZE:
+        raise CodecError(f"frame of {n} bytes exceeds {MAX_FRAME_SIZE}")
+    (mark,) = _INT.unpack_from(frame, 0)
+    serialize_type = (mark >> 24) & 0xFF
+    header_len = mark & 0xFFFFFF
+    if 4 + header_len > n:
+        raise CodecError(f"header length {header_len} exceeds frame length {n}")
+    view = memoryview(frame)
+    header = view[4 : 4 + header_len]
+    if serialize_type == SERIALIZE_JSON:
+        cmd = _decode_json_header(header)
+    elif serialize_type == SERIALIZE_ROCKETMQ:
+        cmd = _decode_rocketmq_header(header)
+    else:
+        raise CodecError(f"unknown serialize type {serialize_type}")
+    cmd.body = bytes(view[4 + header_len :])
+    return cmd
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed(data)`` returns the complete commands so far."""
+    """Incremental decoder: ``feed(data)`` returns the complete commands so far.
+
+    Memory is bounded by one frame (``max_frame_size``): a length prefix above it raises
+    :class:`CodecError` before anything is buffered for it.
+    """
+
+    __slots__ = ("_buf", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+        self._buf = bytearray()
+        self.max_frame_size = max_frame_size
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[RemotingCommand]:
-        raise NotImplementedError
+        buf = self._buf
+        buf += data
+        out: list[RemotingCommand] = []
+        pos = 0
+        n = len(buf)
+        try:
+            while n - pos >= 4:
+                (length,) = _INT.unpack_from(buf, pos)
+                if length < 4 or length > self.max_frame_size:
+                    raise CodecError(f"bad frame length {length}")
+                if n - pos - 4 < length:
+                    break
+                start = pos + 4
+                out.append(decode(bytes(buf[start : start + length])))
+                pos = start + length
+        finally:
+            if pos:
+                del buf[:pos]
+        return out
