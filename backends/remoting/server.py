@@ -21,6 +21,7 @@ from backends.remoting.codec import CodecError, FrameDecoder, encode
 from backends.remoting.codes import ResponseCode
 from backends.remoting.command import FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand
 from backends.remoting.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
+from backends.remoting.header import RemotingCommandException
 
 log = logging.getLogger("RocketmqRemoting")
 
@@ -74,8 +75,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods.
+        self._transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -154,6 +155,9 @@ class Connection(asyncio.Protocol):
         try:
             try:
                 resp = await processor(cmd, self)
+            except RemotingCommandException as e:
+                log.warning("bad request code %d from %s: %s", cmd.code, self.remote_addr, e)
+                resp = cmd.response(ResponseCode.SYSTEM_ERROR, str(e))
             except Exception as e:
                 log.exception("processor for request code %d from %s failed", cmd.code, self.remote_addr)
                 resp = cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(e).__name__}: {e}")

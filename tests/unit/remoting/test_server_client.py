@@ -177,3 +177,22 @@ async def test_pending_calls_fail_when_server_goes_away() -> None:
     with pytest.raises(RemotingError):
         await t
     await c.close()
+
+
+def test_under_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        s = RemotingServer("127.0.0.1", 0)
+        s.register_processor(1000, echo)
+        await s.start()
+        c = RemotingClient()
+        addr = f"127.0.0.1:{s.port}"
+        res = await asyncio.gather(*(c.invoke(addr, RemotingCommand.request(1000, {"v": str(i)}), 3) for i in range(50)))
+        assert [r.ext_fields["echo"] for r in res] == [str(i) for i in range(50)]
+        r = await c.invoke(addr, RemotingCommand.request(5), 3)
+        assert r.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED
+        await c.close()
+        await s.shutdown()
+
+    uvloop.run(main())

@@ -1,0 +1,115 @@
+"""mqnamesrv: start a NameServer (RocketMQ's NamesrvStartup).
+
+    mqnamesrv [-c namesrv.conf] [-p] [--listenPort N] [--<configKey> VALUE ...]
+
+``-p`` prints every configuration item and exits. Logs go to ~/logs/rocketmqlogs/namesrv.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from backends.namesrv.config import NamesrvConfig, parse_properties, resolve_conf_path
+from backends.namesrv.controller import NamesrvController
+
+BOOT_LINE = "The Name Server boot success. serializeType=JSON"
+
+
+def setup_logging() -> Path:
+    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "namesrv.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
+    parser = argparse.ArgumentParser(prog="mqnamesrv", description="Start a RocketMQ NameServer.")
+    parser.add_argument("-c", "--configFile", help="Name server config properties file")
+    parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")
+    parser.add_argument("-n", "--namesrvAddr", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(argv)
+    config = NamesrvConfig()
+    if args.configFile:
+        path = resolve_conf_path(args.configFile)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            parser.error(f"cannot read config file {args.configFile}: {e.strerror or e}")
+        for key, value in parse_properties(text).items():
+            try:
+                config.set(key, value)
+            except ValueError:
+                parser.error(f"bad value for {key} in {args.configFile}: {value!r}")
+        print(f"load config properties file OK, {path}")
+    i = 0
+    while i < len(rest):
+        opt = rest[i]
+        if not opt.startswith("--"):
+            parser.error(f"unrecognized argument: {opt}")
+        key, eq, value = opt[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                parser.error(f"option {opt} needs a value")
+            value = rest[i + 1]
+            i += 1
+        try:
+            known = config.set(key, value)
+        except ValueError:
+            parser.error(f"bad value for --{key}: {value!r}")
+        if not known:
+            parser.error(f"unknown option --{key}")
+        i += 1
+    return config, args.printConfigItem
+
+
+async def serve(config: NamesrvConfig) -> int:
+    log = logging.getLogger("RocketmqNamesrv")
+    controller = NamesrvController(config)
+    try:
+        await controller.start()
+    except Exception as e:
+        print(f"mqnamesrv: {e}", file=sys.stderr)
+        log.error("start failed: %s", e)
+        await controller.shutdown()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(BOOT_LINE)
+    print(BOOT_LINE, flush=True)
+    await stop.wait()
+    log.info("shutdown hook was invoked")
+    await controller.shutdown()
+    log.info("The Name Server shutdown.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, print_only = build_config(list(sys.argv[1:] if argv is None else argv))
+    if print_only:
+        for key, value in config.items():
+            print(f"{key}={value}")
+        return 0
+    setup_logging()
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config))
+    except ImportError:
+        return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""DefaultRequestProcessor: the NameServer's request codes, answered from RouteInfoManager and KV config."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from typing import Any
+
+from backends.model import TopicConfig
+from backends.namesrv.config import NamesrvConfig
+from backends.namesrv.kvconfig_manager import KVConfigManager
+from backends.namesrv.route_info_manager import DataVersion, RouteInfoManager
+from backends.remoting import json_body
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
+from backends.remoting.header import get_bool, get_int, require, require_int
+from backends.remoting.server import Connection, RemotingServer
+
+log = logging.getLogger("RocketmqNamesrv")
+
+NAMESPACE_ORDER_TOPIC_CONFIG = "ORDER_TOPIC_CONFIG"
+
+
+def crc32(data: bytes) -> int:
+    """RocketMQ's UtilAll.crc32: CRC32 masked to a non-negative int."""
+    return zlib.crc32(data) & 0x7FFFFFFF
+
+
+def parse_register_body(body: bytes) -> tuple[dict[str, TopicConfig], DataVersion]:
+    """RegisterBrokerBody JSON -> (topic configs, data version)."""
+    if not body:
+        return {}, DataVersion()
+    data = json_body.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("register body is not a JSON object")
+    wrapper = data.get("topicConfigSerializeWrapper") or {}
+    table = wrapper.get("topicConfigTable") or {}
+    configs: dict[str, TopicConfig] = {}
+    for name, tc in table.items():
+        if isinstance(tc, dict):
+            tc = dict(tc)
+            tc.setdefault("topicName", name)
+            configs[str(name)] = TopicConfig.from_json(tc)
+    return configs, DataVersion.from_json(wrapper.get("dataVersion"))
+
+
+class DefaultRequestProcessor:
+    def __init__(self, config: NamesrvConfig, route: RouteInfoManager, kv: KVConfigManager) -> None:
+        self.config = config
+        self.route = route
+        self.kv = kv
+
+    def register(self, server: RemotingServer) -> None:
+        handlers = {
+            RequestCode.PUT_KV_CONFIG: self.put_kv_config,
+            RequestCode.GET_KV_CONFIG: self.get_kv_config,
+            RequestCode.DELETE_KV_CONFIG: self.delete_kv_config,
+            RequestCode.REGISTER_BROKER: self.register_broker,
+            RequestCode.UNREGISTER_BROKER: self.unregister_broker,
+            RequestCode.BROKER_HEARTBEAT: self.broker_heartbeat,
+            RequestCode.QUERY_DATA_VERSION: self.query_data_version,
+            RequestCode.GET_ROUTEINFO_BY_TOPIC: self.get_route_info_by_topic,
+            RequestCode.GET_BROKER_CLUSTER_INFO: self.get_broker_cluster_info,
+            RequestCode.WIPE_WRITE_PERM_OF_BROKER: self.wipe_write_perm_of_broker,
+            327: self.add_write_perm_of_broker,  # ADD_WRITE_PERM_OF_BROKER
+            RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER: self.get_all_topic_list,
+            RequestCode.DELETE_TOPIC_IN_NAMESRV: self.delete_topic_in_namesrv,
+            219: self.get_kv_list_by_namespace,  # GET_KVLIST_BY_NAMESPACE
+            RequestCode.GET_TOPICS_BY_CLUSTER: self.get_topics_by_cluster,
+        }
+        for code, handler in handlers.items():
+            server.register_processor(code, handler)
+        server.add_close_listener(self.route.on_channel_destroy)
+
+    # -- KV config ---------------------------------------------------------------------------------
+
+    async def put_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.kv.put(require(req, "namespace"), require(req, "key"), require(req, "value"))
+        return req.response()
+
+    async def get_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        ns, key = require(req, "namespace"), require(req, "key")
+        value = self.kv.get(ns, key)
+        if value is None:
+            return req.response(ResponseCode.QUERY_NOT_FOUND, f"No config item, Namespace: {ns} Key: {key}")
+        return req.response(ext_fields={"value": value})
+
+    async def delete_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.kv.delete(require(req, "namespace"), require(req, "key"))
+        return req.response()
+
+    async def get_kv_list_by_namespace(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        ns = require(req, "namespace")
+        table = self.kv.get_kv_list_by_namespace(ns)
+        if table is None:
+            return req.response(ResponseCode.QUERY_NOT_FOUND, f"No config item, Namespace: {ns}")
+        return req.response(body=json_body.dumps({"table": table}))
+
+    # -- brokers -----------------------------------------------------------------------------------
+
+    async def register_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        broker_name = require(req, "brokerName")
+        broker_addr = require(req, "brokerAddr")
+        cluster_name = require(req, "clusterName")
+        broker_id = require_int(req, "brokerId")
+        ha_server_addr = req.ext_fields.get("haServerAddr", "")
+        timeout_ms = get_int(req, "heartbeatTimeoutMillis", 0)
+        body_crc = get_int(req, "bodyCrc32", 0)
+        if body_crc and req.body and crc32(req.body) != body_crc:
+            log.warning("receive registerBroker request, crc32 not match from %s", conn.remote_addr)
+            return req.response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
+        try:
+            topic_configs, data_version = parse_register_body(req.body)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            compressed = get_bool(req, "compressed", False)
+            why = "compressed register body is not supported" if compressed else f"bad register body: {e}"
+            return req.response(ResponseCode.SYSTEM_ERROR, why)
+        result = self.route.register_broker(
+            cluster_name,
+            broker_addr,
+            broker_name,
+            broker_id,
+            ha_server_addr,
+            topic_configs if req.body else None,
+            data_version,
+            conn,
+            timeout_ms or self.config.brokerChannelExpiredTime,
+        )
+        ext: dict[str, str] = {}
+        if result.ha_server_addr is not None:
+            ext["haServerAddr"] = result.ha_server_addr
+        if result.master_addr is not None:
+            ext["masterAddr"] = result.master_addr
+        body = b""
+        order = self.kv.get_kv_list_by_namespace(NAMESPACE_ORDER_TOPIC_CONFIG)
+        if order:
+            body = json_body.dumps({"table": order})
+        return req.response(ext_fields=ext, body=body)
+
+    async def unregister_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.route.unregister_broker(
+            require(req, "clusterName"),
+            require(req, "brokerAddr"),
+            require(req, "brokerName"),
+            require_int(req, "brokerId"),
+        )
+        return req.response()
+
+    async def broker_heartbeat(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.route.update_broker_info_update_timestamp(require(req, "clusterName"), require(req, "brokerAddr"))
+        return req.response()
+
+    async def query_data_version(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        cluster, addr = require(req, "clusterName"), require(req, "brokerAddr")
+        try:
+            dv = DataVersion.from_json(json_body.loads(req.body)) if req.body else DataVersion()
+        except (ValueError, TypeError, AttributeError) as e:
+            return req.response(ResponseCode.SYSTEM_ERROR, f"bad data version: {e}")
+        changed = self.route.is_broker_topic_config_changed(cluster, addr, dv)
+        self.route.update_broker_info_update_timestamp(cluster, addr)
+        held = self.route.query_broker_topic_config(cluster, addr)
+        body = json_body.dumps(held.to_json()) if held is not None else b""
+        return req.response(ext_fields={"changed": "true" if changed else "false"}, body=body)
+
+    async def wipe_write_perm_of_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        count = self.route.wipe_write_perm_of_broker(require(req, "brokerName"))
+        return req.response(ext_fields={"wipeTopicCount": str(count)})
+
+    async def add_write_perm_of_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        count = self.route.add_write_perm_of_broker(require(req, "brokerName"))
+        return req.response(ext_fields={"addTopicCount": str(count)})
+
+    # -- routes and topics -------------------------------------------------------------------------
+
+    async def get_route_info_by_topic(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = require(req, "topic")
+        route = self.route.pickup_topic_route_data(topic)
+        if route is None:
+            return req.response(
+                ResponseCode.TOPIC_NOT_EXIST, f"No topic route info in name server for the topic: {topic}"
+            )
+        data: dict[str, Any] = route.to_json()
+        if self.config.orderMessageEnable:
+            data["orderTopicConf"] = self.kv.get(NAMESPACE_ORDER_TOPIC_CONFIG, topic)
+        return req.response(body=json_body.dumps(data))
+
+    async def get_broker_cluster_info(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        return req.response(body=json_body.dumps(self.route.get_all_cluster_info()))
+
+    async def get_all_topic_list(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        if not self.config.enableAllTopicList:
+            return req.response(ResponseCode.SYSTEM_ERROR, "disable")
+        return req.response(body=json_body.dumps({"topicList": self.route.get_all_topic_list()}))
+
+    async def get_topics_by_cluster(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        if not self.config.enableTopicList:
+            return req.response(ResponseCode.SYSTEM_ERROR, "disable")
+        topics = self.route.get_topics_by_cluster(require(req, "cluster"))
+        return req.response(body=json_body.dumps({"topicList": topics}))
+
+    async def delete_topic_in_namesrv(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        self.route.delete_topic(require(req, "topic"), req.ext_fields.get("clusterName") or None)
+        return req.response()
