@@ -1,0 +1,125 @@
+"""mqbroker: start a broker (RocketMQ's BrokerStartup).
+
+    mqbroker [-n "a:9876;b:9876"] [-c broker.conf] [-p] [--enable-proxy] [-pc rmq-proxy.json]
+
+``-n`` wins over ``namesrvAddr`` in the file, which wins over $NAMESRV_ADDR. A relative ``-c`` path
+that does not exist resolves against $ROCKETMQ_HOME. ``-p`` prints the configuration and exits.
+Logs go to ~/logs/rocketmqlogs/broker.log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from backends.broker.broker_config import BrokerConfig, ConfigError
+
+log = logging.getLogger("rocketmq.broker")
+
+
+def boot_line(config: BrokerConfig, broker_addr: str) -> str:
+    line = f"The broker[{config.broker_name}, {broker_addr}] boot success. serializeType=JSON"
+    if config.namesrv_addr:
+        line += f" and name server is {config.namesrv_addr}"
+    return line
+
+
+def setup_logging() -> Path:
+    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "broker.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="mqbroker", description="Start a RocketMQ broker.")
+    parser.add_argument("-n", "--namesrvAddr", help='Name server address list, e.g. "192.168.0.1:9876;192.168.0.2:9876"')
+    parser.add_argument("-c", "--configFile", help="Broker config properties file")
+    parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")
+    parser.add_argument("-m", "--printImportantConfig", action="store_true", help="Print important config items")
+    parser.add_argument("--enable-proxy", "--enableProxy", dest="enable_proxy", action="store_true",
+                        help="Start a proxy (Local mode) in the broker's process")
+    parser.add_argument("-pc", "--proxyConfigPath", help="Proxy config file (with --enable-proxy)")
+    return parser.parse_args(argv)
+
+
+async def serve(config: BrokerConfig, args: argparse.Namespace) -> int:
+    from backends.broker.controller import BrokerController
+
+    broker = BrokerController(config)
+    proxy: Any = None
+    try:
+        await broker.start()
+        if args.enable_proxy:
+            proxy = await start_proxy(broker, args.proxyConfigPath)
+    except Exception as e:  # noqa: BLE001
+        print(f"mqbroker: start failed: {e}", file=sys.stderr, flush=True)
+        log.exception("broker start failed")
+        try:
+            await broker.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    line = boot_line(config, broker.broker_addr)
+    log.info(line)
+    print(line, flush=True)
+    await stop.wait()
+    log.info("shutdown hook was invoked")
+    if proxy is not None:
+        try:
+            await proxy.shutdown()
+        except Exception as e:  # noqa: BLE001
+            log.warning("proxy shutdown failed: %s", e)
+    await broker.shutdown()
+    log.info("The broker[%s, %s] shutdown.", config.broker_name, broker.broker_addr)
+    return 0
+
+
+async def start_proxy(broker: Any, proxy_config_path: str | None) -> Any:
+    """--enable-proxy: a Local-mode proxy in this process (proxy.server when present)."""
+    try:
+        from proxy import local_mode  # type: ignore[attr-defined]
+    except ImportError:
+        raise RuntimeError("--enable-proxy: the proxy package is not available") from None
+    return await local_mode.start_in_broker(broker, proxy_config_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        config = BrokerConfig.load(args.configFile, args.namesrvAddr)
+    except ConfigError as e:
+        print(f"mqbroker: {e}", file=sys.stderr)
+        return 1
+    if args.printConfigItem or args.printImportantConfig:
+        for k, v in config.to_properties().items():
+            print(f"{k}={v}")
+        return 0
+    setup_logging()
+    if args.configFile:
+        log.info("load config properties file OK, %s", args.configFile)
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config, args))
+    except ImportError:
+        return asyncio.run(serve(config, args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""Persistence helpers for the broker's JSON config files (RocketMQ's ConfigManager + DataVersion)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from backends.remoting import json_body
+
+log = logging.getLogger("rocketmq.broker")
+
+
+@dataclass(slots=True)
+class DataVersion:
+    timestamp: int = 0
+    counter: int = 0
+    state_version: int = 0
+
+    def next_version(self) -> None:
+        self.timestamp = int(time.time() * 1000)
+        self.counter += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stateVersion": self.state_version, "timestamp": self.timestamp, "counter": self.counter}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> DataVersion:
+        d = d or {}
+        return cls(int(d.get("timestamp", 0)), int(d.get("counter", 0)), int(d.get("stateVersion", 0)))
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` via a temp file + fsync + rename (keeps a .bak of the old one)."""
+    data = json_body.dumps(obj)
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(path):
+            try:
+                os.replace(path, path + ".bak")
+            except OSError:
+                pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: str) -> Any | None:
+    """The parsed file, else its .bak, else None."""
+    for p in (path, path + ".bak"):
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        if not data.strip():
+            continue
+        try:
+            return json_body.loads(data)
+        except ValueError:
+            log.warning("config file %s is corrupt, trying its backup", p)
+    return None

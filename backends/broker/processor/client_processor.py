@@ -1,0 +1,95 @@
+"""HEART_BEAT 34, UNREGISTER_CLIENT 35, GET_CONSUMER_LIST_BY_GROUP 38, QUERY_CONSUMER_OFFSET 14,
+UPDATE_CONSUMER_OFFSET 15 (RocketMQ's ClientManageProcessor and ConsumerManageProcessor)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from backends.broker.client_manager import ClientChannelInfo, SubscriptionData
+from backends.broker.processor.common import Header, HeaderError, guarded, remote_host
+from backends.remoting import json_body
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
+
+if TYPE_CHECKING:
+    from backends.broker.controller import BrokerController
+    from backends.remoting.server import RemotingServer
+
+
+def register(server: RemotingServer, broker: BrokerController) -> None:
+    @guarded
+    async def heartbeat(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        try:
+            data = json_body.loads(request.body) if request.body else {}
+        except ValueError as e:
+            return request.response(ResponseCode.SYSTEM_ERROR, f"bad HeartbeatData body: {e}")
+        if not isinstance(data, dict):
+            return request.response(ResponseCode.SYSTEM_ERROR, "bad HeartbeatData body: not an object")
+        client_id = str(data.get("clientID") or "")
+        addr = remote_host(conn)
+        for c in data.get("consumerDataSet") or []:
+            group = str(c.get("groupName") or "")
+            if not group:
+                continue
+            try:
+                subs = [SubscriptionData.from_json(s) for s in c.get("subscriptionDataSet") or []]
+            except (KeyError, TypeError, ValueError) as e:
+                return request.response(ResponseCode.SYSTEM_ERROR, f"bad subscription data: {e}")
+            info = ClientChannelInfo(client_id, addr, request.language, request.version, conn)
+            broker.register_consumer_client(
+                group, info, str(c.get("consumeType") or "CONSUME_PASSIVELY"),
+                str(c.get("messageModel") or "CLUSTERING"),
+                str(c.get("consumeFromWhere") or "CONSUME_FROM_LAST_OFFSET"), subs)
+        for p in data.get("producerDataSet") or []:
+            group = str(p.get("groupName") or "")
+            if group:
+                broker.producer_manager.register_producer(
+                    group, ClientChannelInfo(client_id, addr, request.language, request.version, conn))
+        return request.response(ResponseCode.SUCCESS, None, {"isSupportHeartBeatV2": "false"})
+
+    @guarded
+    async def unregister_client(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        client_id = h.s("clientID", "")
+        pg = h.opt("producerGroup")
+        cg = h.opt("consumerGroup")
+        if pg:
+            broker.producer_manager.unregister_producer(pg, conn, client_id)
+        if cg:
+            if broker.consumer_manager.unregister_consumer(cg, conn, client_id):
+                broker.notify_consumer_ids_changed(cg)
+        return request.response()
+
+    @guarded
+    async def consumer_list(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        group = Header(request).s("consumerGroup")
+        g = broker.consumer_manager.get(group)
+        if g is None or not g.channels:
+            return request.response(ResponseCode.SYSTEM_ERROR, f"no consumer for this group, {group}")
+        return request.response(body=json_body.dumps({"consumerIdList": g.client_ids()}))
+
+    @guarded
+    async def query_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        group, topic, qid = h.s("consumerGroup"), h.s("topic"), h.i("queueId")
+        off = broker.query_consumer_offset(group, topic, qid)
+        if off < 0:
+            return request.response(ResponseCode.QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group "
+                                    "consumer boot first")
+        return request.response(ext_fields={"offset": str(off)})
+
+    @guarded
+    async def update_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        group, topic, qid = h.s("consumerGroup"), h.s("topic"), h.i("queueId")
+        off = h.i("commitOffset")
+        if off < 0:
+            raise HeaderError("commitOffset must not be negative")
+        broker.update_consumer_offset(group, topic, qid, off, remote_host(conn))
+        return request.response()
+
+    server.register_processor(RequestCode.HEART_BEAT, heartbeat)
+    server.register_processor(RequestCode.UNREGISTER_CLIENT, unregister_client)
+    server.register_processor(RequestCode.GET_CONSUMER_LIST_BY_GROUP, consumer_list)
+    server.register_processor(RequestCode.QUERY_CONSUMER_OFFSET, query_offset)
+    server.register_processor(RequestCode.UPDATE_CONSUMER_OFFSET, update_offset)

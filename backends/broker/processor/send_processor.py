@@ -1,0 +1,114 @@
+"""SEND_MESSAGE 10, SEND_MESSAGE_V2 310, SEND_BATCH_MESSAGE 320, CONSUMER_SEND_MSG_BACK 36
+(RocketMQ's SendMessageProcessor)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from backends.broker.controller import put_status_code
+from backends.broker.processor.common import Header, guarded, parse_host, remote_host
+from backends.model import Message, MessageConst, string_to_properties
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
+from backends.store.record import RecordError, decode_message_batch
+
+if TYPE_CHECKING:
+    from backends.broker.controller import BrokerController
+    from backends.remoting.server import RemotingServer
+
+# SEND_MESSAGE_V2 short header names -> SendMessageRequestHeader names.
+V2_NAMES = {
+    "a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums", "e": "queueId",
+    "f": "sysFlag", "g": "bornTimestamp", "h": "flag", "i": "properties", "j": "reconsumeTimes",
+    "k": "unitMode", "l": "maxReconsumeTimes", "m": "batch", "n": "brokerName",
+}
+
+
+def v1_fields(request: RemotingCommand) -> dict[str, str]:
+    if request.code != RequestCode.SEND_MESSAGE_V2 and request.code != RequestCode.SEND_BATCH_MESSAGE:
+        return request.ext_fields
+    f = request.ext_fields
+    if "b" not in f and "topic" in f:
+        return f
+    return {V2_NAMES.get(k, k): v for k, v in f.items()}
+
+
+def register(server: RemotingServer, broker: BrokerController) -> None:
+    @guarded
+    async def send(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        fields = v1_fields(request)
+        tmp = RemotingCommand(code=request.code, ext_fields=fields)
+        h = Header(tmp)
+        topic = h.s("topic")
+        queue_id = h.i("queueId")
+        sys_flag = h.i("sysFlag", 0)
+        born_ts = h.i("bornTimestamp", int(time.time() * 1000))
+        flag = h.i("flag", 0)
+        props = string_to_properties(h.s("properties", ""))
+        reconsume = h.i("reconsumeTimes", 0)
+        max_reconsume = h.opt("maxReconsumeTimes")
+        if max_reconsume:
+            props.setdefault(MessageConst.MAX_RECONSUME_TIMES, max_reconsume)
+        default_qn = h.i("defaultTopicQueueNums", 0)
+        is_batch = request.code == RequestCode.SEND_BATCH_MESSAGE or h.b("batch", False)
+        born_host = parse_host(remote_host(conn))
+        if is_batch:
+            try:
+                inner = decode_message_batch(request.body, topic)
+            except RecordError as e:
+                return request.response(ResponseCode.MESSAGE_ILLEGAL, f"bad batch body: {e}")
+            msgs = []
+            for m in inner:
+                m.queue_id = queue_id
+                m.sys_flag = sys_flag
+                m.born_timestamp = born_ts
+                m.born_host = born_host
+                m.reconsume_times = reconsume
+                for k, v in props.items():
+                    m.properties.setdefault(k, v)
+                msgs.append(m)
+        else:
+            msgs = [Message(topic=topic, body=request.body, properties=props, flag=flag, queue_id=queue_id,
+                            sys_flag=sys_flag, born_timestamp=born_ts, born_host=born_host,
+                            reconsume_times=reconsume)]
+        result = await broker.send_messages(msgs, default_qn)
+        code, remark = put_status_code(result)
+        if not result.results:
+            return request.response(code if code != ResponseCode.SUCCESS else ResponseCode.SYSTEM_ERROR,
+                                    remark or "put message failed")
+        first = result.results[0]
+        ext = {
+            "msgId": ",".join(r.msg_id for r in result.results),
+            "queueId": str(msgs[0].queue_id),
+            "queueOffset": str(first.queue_offset),
+            "MSG_REGION": "DefaultRegion",
+            "TRACE_ON": "true",
+        }
+        uniq = msgs[0].properties.get(MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        if uniq:
+            ext["transactionId"] = uniq
+        if is_batch:
+            ext["batchUniqId"] = ",".join(
+                m.properties.get(MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "") for m in msgs)
+        return request.response(code, remark or None, ext)
+
+    @guarded
+    async def send_back(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        group = h.s("group")
+        offset = h.i("offset")
+        delay_level = h.i("delayLevel", 0)
+        origin_msg_id = h.s("originMsgId", "")
+        origin_topic = h.s("originTopic", "")
+        max_times = h.opt("maxReconsumeTimes")
+        result = await broker.consumer_send_msg_back(
+            group, offset, delay_level, origin_msg_id, origin_topic,
+            int(max_times) if max_times not in (None, "") else None)
+        code, remark = put_status_code(result)
+        return request.response(code, remark or None)
+
+    server.register_processor(RequestCode.SEND_MESSAGE, send)
+    server.register_processor(RequestCode.SEND_MESSAGE_V2, send)
+    server.register_processor(RequestCode.SEND_BATCH_MESSAGE, send)
+    server.register_processor(RequestCode.CONSUMER_SEND_MSG_BACK, send_back)

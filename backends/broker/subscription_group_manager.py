@@ -1,0 +1,85 @@
+"""SubscriptionGroupManager: consumer groups, persisted in config/subscriptionGroup.json."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from backends.broker.config_manager import DataVersion, atomic_write_json, read_json
+from backends.model import SubscriptionGroupConfig
+
+if TYPE_CHECKING:
+    from backends.broker.broker_config import BrokerConfig
+
+log = logging.getLogger("rocketmq.broker")
+
+# Groups RocketMQ pre-creates (MixAll / SubscriptionGroupManager.init).
+_SYSTEM_GROUPS = (
+    "TOOLS_CONSUMER", "FILTERSRV_CONSUMER", "SELF_TEST_C_GROUP", "CID_ONS-HTTP-PROXY",
+    "CID_ONSAPI_PULL", "CID_ONSAPI_PERMISSION", "CID_ONSAPI_OWNER", "CID_SYS_RMQ_TRANS",
+)
+
+
+class SubscriptionGroupManager:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.subscription_group_table: dict[str, SubscriptionGroupConfig] = {}
+        self.data_version = DataVersion()
+        self.path = os.path.join(config.store_path_root_dir, "config", "subscriptionGroup.json")
+        for g in _SYSTEM_GROUPS:
+            self.subscription_group_table[g] = SubscriptionGroupConfig(g)
+
+    def load(self) -> None:
+        data = read_json(self.path)
+        if not isinstance(data, dict):
+            return
+        for name, sg in (data.get("subscriptionGroupTable") or {}).items():
+            try:
+                self.subscription_group_table[str(name)] = SubscriptionGroupConfig.from_json(sg)
+            except (KeyError, TypeError, ValueError) as e:
+                log.warning("bad subscription group %r in %s ignored: %s", name, self.path, e)
+        self.data_version = DataVersion.from_json(data.get("dataVersion"))
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "subscriptionGroupTable": {k: v.to_json() for k, v in self.subscription_group_table.items()},
+            "forbiddenTable": {},
+            "dataVersion": self.data_version.to_json(),
+        }
+
+    def persist(self) -> None:
+        try:
+            atomic_write_json(self.path, self.encode())
+        except OSError as e:
+            log.error("persist %s failed: %s", self.path, e)
+
+    def find_subscription_group_config(self, group: str) -> SubscriptionGroupConfig | None:
+        """The group's config; auto-created (and persisted) when autoCreateSubscriptionGroup."""
+        sg = self.subscription_group_table.get(group)
+        if sg is None and self.config.auto_create_subscription_group and group:
+            sg = SubscriptionGroupConfig(group)
+            self.subscription_group_table[group] = sg
+            log.info("auto create a subscription group, %s", sg.to_json())
+            self.data_version.next_version()
+            self.persist()
+        return sg
+
+    def get(self, group: str) -> SubscriptionGroupConfig | None:
+        """The group's config without auto-creation."""
+        return self.subscription_group_table.get(group)
+
+    def update_subscription_group_config(self, cfg: SubscriptionGroupConfig) -> None:
+        old = self.subscription_group_table.get(cfg.group_name)
+        self.subscription_group_table[cfg.group_name] = cfg
+        log.info("%s subscription group config %s", "update" if old else "create", cfg.to_json())
+        self.data_version.next_version()
+        self.persist()
+
+    def delete_subscription_group_config(self, group: str) -> SubscriptionGroupConfig | None:
+        old = self.subscription_group_table.pop(group, None)
+        if old is not None:
+            log.info("delete subscription group %s", group)
+            self.data_version.next_version()
+            self.persist()
+        return old
