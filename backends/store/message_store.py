@@ -1,14 +1,69 @@
 """MessageStore: the broker's storage engine (RocketMQ's DefaultMessageStore).
 
-CONTRACT STUB: the signatures below are what the broker codes against; the store work fills them in.
+Layout under ``store_path_root_dir``: ``commitlog/`` (segments named by 20-digit start offset),
+``consumequeue/<topic>/<queueId>/``, ``index/``, ``checkpoint``, ``abort`` (present while running: an
+unclean stop leaves it behind) and ``lock``.
+
+Write path (one asyncio event loop): ``put_messages`` encodes the whole batch into RocketMQ records,
+writes it with one ``pwrite`` per segment touched, dispatches the consume-queue entries and index keys at
+once, then answers per the flush policy (:mod:`backends.store.flush`). Reads are synchronous ``pread``s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import struct
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backends.model import GetMessageResult, Message, MessageExt, PutMessageResult
+from backends.model import (
+    AppendResult,
+    GetMessageResult,
+    GetMessageStatus,
+    Message,
+    MessageConst,
+    MessageExt,
+    PutMessageResult,
+    PutMessageStatus,
+    SysFlag,
+    string_to_properties,
+)
+from backends.store.checkpoint import CheckpointData, StoreCheckpoint
+from backends.store.commitlog import CommitLog
+from backends.store.consume_queue import CQ_ENTRY, CQ_ENTRY_SIZE, ConsumeQueue
+from backends.store.flush import FlushService
+from backends.store.index import IndexService
+from backends.store.record import (
+    _BLANK,
+    _HEAD_V4,
+    BLANK_MAGIC_CODE,
+    END_FILE_MIN_BLANK_LENGTH,
+    MAX_PROPERTIES_LENGTH,
+    MESSAGE_MAGIC_CODE,
+    RecordError,
+    RecordView,
+    decode_record,
+    encode_record,
+    ip_bytes,
+    store_timestamp_of,
+    stored_record_ok,
+    tags_code,
+    tags_code_of_properties,
+)
+
+log = logging.getLogger("rocketmq.store")
+
+_I16 = struct.Struct(">h")
+_TAGS = MessageConst.TAGS
+_KEYS = MessageConst.KEYS
+_UNIQ = MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 
 
 @dataclass(slots=True)
@@ -31,6 +86,14 @@ class MessageStoreConfig:
     # Test hook: keep every byte not yet fdatasync'ed out of the files until a flush, so that
     # simulate_power_loss() can drop it (proves SYNC_FLUSH loses nothing, ASYNC_FLUSH can).
     power_loss_test_mode: bool = False
+    # --- additions (defaults as RocketMQ) ---
+    flush_interval_consume_queue: int = 1000  # ms: consume queues + index msync and checkpoint
+    max_transfer_bytes_on_message_in_memory: int = 256 * 1024
+    max_hash_slot_num: int = 5_000_000
+    max_index_num: int = 5_000_000 * 4
+    clean_resource_interval: int = 10_000  # ms between retention / disk checks
+    recover_last_files: int = 3  # unclean stop without a usable checkpoint: scan the last N files
+    max_filter_message_count: int = 16_000  # consume-queue entries scanned per get_messages
 
 
 # Called after a batch is durable per the flush policy and dispatched to the consume queues:
@@ -38,22 +101,415 @@ class MessageStoreConfig:
 ArrivalListener = Callable[[str, int, int], None]
 
 
-class MessageStore:
-    def __init__(self, config: MessageStoreConfig) -> None:
-        raise NotImplementedError
+def _local_hour(ms: int) -> int:
+    return time.localtime(ms / 1000).tm_hour
 
+
+class MessageStore:
+    def __init__(
+        self,
+        config: MessageStoreConfig,
+        *,
+        clock: Callable[[], int] | None = None,
+        fsync: Callable[[int], None] | None = None,
+        disk_usage: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (ms, drives retention and disk checks), ``fsync`` (fdatasync of one fd) and
+        ``disk_usage`` (percent of the store's disk in use) are injectable for tests."""
+        self.config = config
+        root = config.store_path_root_dir
+        self.root = root
+        self._clock = clock or (lambda: int(time.time() * 1000))
+        self._fsync = fsync or os.fdatasync
+        self._disk_usage = disk_usage or self._real_disk_usage
+        self.commitlog = CommitLog(os.path.join(root, "commitlog"), config.mapped_file_size_commit_log)
+        self._cq_root = os.path.join(root, "consumequeue")
+        self._cq_per_file = max(1, config.mapped_file_size_consume_queue // CQ_ENTRY_SIZE)
+        self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
+        self.index = IndexService(os.path.join(root, "index"), config.max_hash_slot_num, config.max_index_num)
+        self._listeners: list[ArrivalListener] = []
+        self._sync = config.flush_disk_type.upper() == "SYNC_FLUSH"
+        self._flush: FlushService | None = None
+        self._checkpoint: StoreCheckpoint | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._disk_full = False
+        self._last_store_ts = 0
+        self._lock_fd = -1
+        self._abort_path = os.path.join(root, "abort")
+        self._topic_bytes: dict[str, bytes] = {}
+        self._store_ip = ip_bytes(config.store_host[0])
+        self._store_port = config.store_host[1]
+        self._msg_id_prefix = (self._store_ip + struct.pack(">i", self._store_port)).hex().upper()
+        self.recovered_unclean = False  # observability: what the last start did
+        self.recovery_scanned_bytes = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Load files; recover (abort file present -> full CRC scan from the checkpoint, torn tail cut)."""
-        raise NotImplementedError
+        os.makedirs(self.root, exist_ok=True)
+        self._lock_fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise RuntimeError(f"store {self.root} is locked by another process") from None
+        await asyncio.get_running_loop().run_in_executor(None, self._load_and_recover)
+        self._flush = FlushService(self._sync_commitlog, lambda: self.commitlog.write_pos,
+                                   self.commitlog.write_pos, self.config.sync_flush_timeout)
+        with open(self._abort_path, "wb") as f:
+            os.fsync(f.fileno())
+        _fsync_dir(self.root)
+        self._running = True
+        self._check_disk()
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="store-flush"))
+        self._tasks.append(asyncio.create_task(self._clean_loop(), name="store-clean"))
+
+    def _load_and_recover(self) -> None:
+        t0 = time.monotonic()
+        unclean = os.path.exists(self._abort_path)
+        self._checkpoint = cp = StoreCheckpoint(os.path.join(self.root, "checkpoint"))
+        cl = self.commitlog
+        cl.load()
+        self._load_consume_queues()
+        if self.config.message_index_enable:
+            self.index.load()
+        last_end = cl.segments[-1].start + cl.file_size if cl.segments else 0
+        d = cp.data
+        if not unclean and not cl.segments:
+            self.recovered_unclean = False  # a new store
+        elif (not unclean and cp.loaded and d.clean_max_phy_offset >= 0
+                and cl.min_offset <= d.clean_max_phy_offset <= last_end):
+            # clean stop: trust the checkpoint, no scan
+            cl.write_pos = d.clean_max_phy_offset
+            if cl.segments and cl.write_pos < cl.min_offset:
+                cl.write_pos = cl.min_offset
+            for cq in self._cqs.values():
+                cq.truncate_from_phy(cl.write_pos)
+            self.recovered_unclean = False
+            self.recovery_scanned_bytes = 0
+        else:
+            self.recovered_unclean = True
+            if not cl.segments:
+                start = 0
+            elif cp.loaded and cl.min_offset <= d.dispatched_phy_offset <= last_end:
+                start = d.dispatched_phy_offset
+            else:
+                first = max(0, len(cl.segments) - self.config.recover_last_files)
+                start = cl.segments[first].start
+                log.warning("recovery: no usable checkpoint; scanning the last %d commitlog files from %d",
+                            len(cl.segments) - first, start)
+            log.warning("recovery: unclean stop detected (abort file present: %s); verifying the commitlog "
+                        "from offset %d", unclean, start)
+            for cq in self._cqs.values():
+                cq.truncate_from_phy(start)
+            end = cl.scan(start, self._dispatch_view) if cl.segments else 0
+            if cl.segments:
+                cl.write_pos = end
+                cl.truncate(end)
+            for cq in self._cqs.values():
+                cq.truncate_from_phy(end)
+            self.recovery_scanned_bytes = end - start
+            log.warning("recovery: commitlog verified up to %d (%d bytes scanned) in %.2f s",
+                        end, end - start, time.monotonic() - t0)
+        for cq in self._cqs.values():
+            cq.correct_min_offset(cl.min_offset)
+            cq.flush()
+        self.index.flush()
+        if cl.segments:
+            for seg in cl.segments[-2:]:
+                os.fsync(seg.fd)
+        cp.write(CheckpointData(
+            physic_msg_timestamp=d.physic_msg_timestamp, logics_msg_timestamp=d.logics_msg_timestamp,
+            index_msg_timestamp=d.index_msg_timestamp, flushed_phy_offset=cl.write_pos,
+            dispatched_phy_offset=cl.write_pos, clean_max_phy_offset=-1))
+
+    def _load_consume_queues(self) -> None:
+        if not os.path.isdir(self._cq_root):
+            return
+        for topic in os.listdir(self._cq_root):
+            tdir = os.path.join(self._cq_root, topic)
+            if not os.path.isdir(tdir):
+                continue
+            for q in os.listdir(tdir):
+                if not q.lstrip("-").isdigit():
+                    continue
+                cq = ConsumeQueue(self._cq_root, topic, int(q), self._cq_per_file)
+                cq.load()
+                self._cqs[(topic, int(q))] = cq
+
+    def _dispatch_view(self, v: RecordView) -> None:
+        """Recovery: rebuild the consume queue entry and index keys of one verified record."""
+        key = (v.topic, v.queue_id)
+        cq = self._cqs.get(key)
+        if cq is None:
+            cq = self._cqs[key] = ConsumeQueue(self._cq_root, v.topic, v.queue_id, self._cq_per_file)
+        cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code_of_properties(v.properties))
+        if self.config.message_index_enable and ("KEYS\x01" in v.properties or "UNIQ_KEY\x01" in v.properties):
+            props = string_to_properties(v.properties)
+            keys = props.get(_KEYS, "").split(" ")
+            u = props.get(_UNIQ)
+            if u:
+                keys.append(u)
+            self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
+        self._last_store_ts = v.store_timestamp
 
     async def shutdown(self) -> None:
         """Flush everything, write the checkpoint, remove the abort file."""
-        raise NotImplementedError
+        if not self._running:
+            return
+        self._running = False
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        flush = self._flush
+        assert flush is not None and self._checkpoint is not None
+        status = await flush.flush()
+        clean = status is PutMessageStatus.PUT_OK and flush.flushed_pos >= self.commitlog.write_pos
+        cqs = list(self._cqs.values())
+        await flush.run_blocking(lambda: self._flush_queues(cqs))
+        if clean:
+            end = self.commitlog.write_pos
+            ts = self._last_store_ts
+            data = CheckpointData(physic_msg_timestamp=ts, logics_msg_timestamp=ts, index_msg_timestamp=ts,
+                                  flushed_phy_offset=end, dispatched_phy_offset=end, clean_max_phy_offset=end)
+            await flush.run_blocking(lambda: self._checkpoint.write(data) if self._checkpoint else None)
+        else:
+            log.error("shutdown: the commitlog could not be flushed (%s); leaving the abort file so the next "
+                      "start verifies it", status.name)
+        self._close_files()
+        flush.close()
+        if clean:
+            try:
+                os.unlink(self._abort_path)
+            except FileNotFoundError:
+                pass
+            _fsync_dir(self.root)
+        self._release_lock()
+
+    def _close_files(self) -> None:
+        for cq in self._cqs.values():
+            cq.close()
+        self._cqs.clear()
+        self.index.close()
+        self.commitlog.close()
+        if self._checkpoint is not None:
+            self._checkpoint.close()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # --- durability ----------------------------------------------------------------------------
+    def _sync_commitlog(self, start: int, end: int) -> None:
+        """fdatasync every segment holding bytes of [start, end) (runs on the flush thread)."""
+        fs = self.commitlog.file_size
+        for seg in list(self.commitlog.segments):
+            if seg.start < end and seg.start + fs > start and seg.fd >= 0:
+                self._fsync(seg.fd)
+
+    def _flush_queues(self, cqs: list[ConsumeQueue]) -> None:
+        for cq in cqs:
+            cq.flush()
+        self.index.flush()
+
+    async def _checkpoint_once(self) -> None:
+        flush = self._flush
+        assert flush is not None
+        end = self.commitlog.write_pos
+        ts = self._last_store_ts
+        status = await flush.flush()
+        if status is not PutMessageStatus.PUT_OK:
+            return
+        cqs = list(self._cqs.values())
+        await flush.run_blocking(lambda: self._flush_queues(cqs))
+        cp = self._checkpoint
+        if cp is None or not self._running:
+            return
+        data = CheckpointData(physic_msg_timestamp=ts, logics_msg_timestamp=ts, index_msg_timestamp=ts,
+                              flushed_phy_offset=flush.flushed_pos, dispatched_phy_offset=end)
+        await flush.run_blocking(lambda: cp.write(data))
+
+    async def _flush_loop(self) -> None:
+        interval = max(1, self.config.flush_interval_commit_log) / 1000
+        cp_every = max(1, self.config.flush_interval_consume_queue) / 1000
+        last_cp = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not self._sync:
+                    await self._flush.flush()  # type: ignore[union-attr]
+                if time.monotonic() - last_cp >= cp_every:
+                    last_cp = time.monotonic()
+                    await self._checkpoint_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("store: periodic flush failed")
+
+    async def flush_now(self) -> PutMessageStatus:
+        """Flush the commitlog, consume queues and index and write the checkpoint (tests, admin)."""
+        assert self._flush is not None
+        await self._checkpoint_once()
+        return PutMessageStatus.IO_ERROR if self._flush.failed else PutMessageStatus.PUT_OK
+
+    # --- writing -------------------------------------------------------------------------------
+    def _cq(self, topic: str, queue_id: int) -> ConsumeQueue:
+        key = (topic, queue_id)
+        cq = self._cqs.get(key)
+        if cq is None:
+            cq = self._cqs[key] = ConsumeQueue(self._cq_root, topic, queue_id, self._cq_per_file)
+        return cq
 
     async def put_messages(self, messages: list[Message]) -> PutMessageResult:
         """Append (each message has its topic and queue_id set) and return after the flush policy."""
-        raise NotImplementedError
+        if not self._running or self._flush is None:
+            return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, error="message store is not running")
+        if self._flush.failed is not None:
+            return PutMessageResult(PutMessageStatus.IO_ERROR,
+                                    error=f"commitlog fdatasync failed earlier: {self._flush.failed!r}")
+        if self._disk_full:
+            return PutMessageResult(PutMessageStatus.DISK_FULL, error=(
+                f"disk usage above disk_max_used_space_ratio={self.config.disk_max_used_space_ratio}%"))
+        if not messages:
+            return PutMessageResult(PutMessageStatus.PUT_OK)
+        now = int(time.time() * 1000)
+        cl = self.commitlog
+        fs = cl.file_size
+        pos = cl.write_pos
+        seg_end = pos - pos % fs + fs
+        chunk_start = pos
+        parts: list[bytes] = []
+        writes: list[tuple[int, bytes]] = []
+        dispatch: list[tuple[ConsumeQueue, int, int, int, Message]] = []
+        next_q: dict[tuple[str, int], int] = {}
+        store_ip, store_port = self._store_ip, self._store_port
+        max_size = self.config.max_message_size
+        topic_bytes = self._topic_bytes
+        head_pack = _HEAD_V4.pack
+        crc32 = zlib.crc32
+        for m in messages:
+            props = m.properties
+            ps = "".join([f"{k}\x01{v}\x02" for k, v in props.items()]).encode() if props else b""
+            tb = topic_bytes.get(m.topic)
+            if tb is None:
+                raw = m.topic.encode()
+                if not raw or len(raw) > 255:
+                    return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                            error=f"topic length {len(raw)} not in 1..255 bytes")
+                tb = bytes((len(raw),)) + raw
+                if len(topic_bytes) > 10000:
+                    topic_bytes.clear()
+                topic_bytes[m.topic] = tb
+            if len(ps) > MAX_PROPERTIES_LENGTH:
+                return PutMessageResult(PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
+                                        error=f"properties of {len(ps)} bytes exceed {MAX_PROPERTIES_LENGTH}")
+            body = m.body
+            if len(body) > max_size:
+                return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                        error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
+            born_ip = ip_bytes(m.born_host[0])
+            v6 = len(born_ip) == 16 or len(store_ip) == 16
+            size = 88 + len(body) + len(tb) + 2 + len(ps) + ((12 if len(born_ip) == 16 else 0)
+                                                          + (12 if len(store_ip) == 16 else 0) if v6 else 0)
+            if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
+                if size + END_FILE_MIN_BLANK_LENGTH > fs:
+                    return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                            error=f"record of {size} bytes does not fit a commitlog file of {fs}")
+                parts.append(_BLANK.pack(seg_end - pos, BLANK_MAGIC_CODE))
+                writes.append((chunk_start, b"".join(parts)))
+                parts = []
+                pos = chunk_start = seg_end
+                seg_end += fs
+            key = (m.topic, m.queue_id)
+            qoff = next_q.get(key)
+            if qoff is None:
+                cq = self._cqs.get(key) or self._cq(m.topic, m.queue_id)
+                qoff = cq.max_offset
+            else:
+                cq = self._cqs[key]
+            next_q[key] = qoff + 1
+            if v6:
+                parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
+            else:
+                parts.append(head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, m.queue_id, m.flag,
+                                       qoff, pos, m.sys_flag & ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6),
+                                       m.born_timestamp, born_ip, m.born_host[1], now, store_ip, store_port,
+                                       m.reconsume_times, m.prepared_transaction_offset, len(body)))
+                parts.append(body)
+                parts.append(tb)
+                parts.append(_I16.pack(len(ps)) + ps)
+            dispatch.append((cq, qoff, pos, size, m))
+            pos += size
+        writes.append((chunk_start, b"".join(parts)))
+        written: list[tuple[int, int]] = []
+        try:
+            for start, data in writes:
+                cl.write(data, start)
+                written.append((start, len(data)))
+        except OSError as e:
+            self._undo_writes(written, cl.write_pos)
+            st = PutMessageStatus.DISK_FULL if e.errno in (errno.ENOSPC, errno.EDQUOT) else PutMessageStatus.IO_ERROR
+            if st is PutMessageStatus.DISK_FULL:
+                self._disk_full = True
+            log.error("commitlog: write at %d failed: %s; nothing of this batch is kept", cl.write_pos, e)
+            return PutMessageResult(st, error=f"commitlog write failed: {e}")
+        cl.write_pos = pos
+        # dispatch: consume queues + index
+        results: list[AppendResult] = []
+        prefix = self._msg_id_prefix
+        index = self.index if self.config.message_index_enable else None
+        for cq, qoff, phy, size, m in dispatch:
+            props = m.properties
+            tag = props.get(_TAGS)
+            cq.put(qoff, phy, size, tags_code(tag) if tag else 0)
+            if index is not None:
+                u = props.get(_UNIQ)
+                k = props.get(_KEYS)
+                if u or k:
+                    keys = k.split(" ") if k else []
+                    if u:
+                        keys.append(u)
+                    index.put_keys(m.topic, keys, phy, now)
+            results.append(AppendResult(phy, size, qoff, now, f"{prefix}{phy:016X}"))
+        self._last_store_ts = now
+        status = PutMessageStatus.PUT_OK
+        if self._sync:
+            status = await self._flush.wait_durable(pos)
+        if self._listeners:
+            for (topic, qid), nxt in next_q.items():
+                for listener in self._listeners:
+                    try:
+                        listener(topic, qid, nxt)
+                    except Exception:
+                        log.exception("store: arrival listener failed")
+        if status is PutMessageStatus.PUT_OK:
+            return PutMessageResult(status, results)
+        err = {PutMessageStatus.FLUSH_DISK_TIMEOUT: f"fdatasync not done within {self.config.sync_flush_timeout} ms",
+               PutMessageStatus.IO_ERROR: "commitlog fdatasync failed"}.get(status, status.name)
+        return PutMessageResult(status, results, error=err)
 
+    def _undo_writes(self, written: list[tuple[int, int]], old_end: int) -> None:
+        for start, n in written:
+            try:
+                self.commitlog.write(bytes(n), start)
+            except OSError:
+                pass
+        # segments created for this batch past the old end are removed
+        for seg in [s for s in self.commitlog.segments if s.start > old_end]:
+            self.commitlog.delete_segment(seg)
+
+    def add_arrival_listener(self, listener: ArrivalListener) -> None:
+        self._listeners.append(listener)
+
+    # --- reading -------------------------------------------------------------------------------
     def get_messages(
         self,
         topic: str,
@@ -65,44 +521,270 @@ class MessageStore:
         """Up to ``max_msg_nums`` records from ``offset``. ``message_filter(tags_code, record)`` is
         called first with ``record=None`` (consume-queue check on the tag hash) and, when that passes
         and the filter needs properties, with the record bytes."""
-        raise NotImplementedError
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            return GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
+        mn, mx = cq.min_offset, cq.max_offset
+        if mx <= mn:
+            return GetMessageResult(GetMessageStatus.NO_MESSAGE_IN_QUEUE, mx if offset > mx else max(offset, mn),
+                                    mn, mx)
+        if offset < mn:
+            return GetMessageResult(GetMessageStatus.OFFSET_TOO_SMALL, mn, mn, mx)
+        if offset == mx:
+            return GetMessageResult(GetMessageStatus.OFFSET_OVERFLOW_ONE, offset, mn, mx)
+        if offset > mx:
+            return GetMessageResult(GetMessageStatus.OFFSET_OVERFLOW_BADLY, mx, mn, mx)
+        cl = self.commitlog
+        cl_min = cl.min_offset
+        max_count = max(1, min(max_msg_nums, self.config.max_transfer_count_on_message_in_memory))
+        max_bytes = self.config.max_transfer_bytes_on_message_in_memory
+        scan_limit = self.config.max_filter_message_count
+        records: list[bytes] = []
+        qoffs: list[int] = []
+        total = 0
+        cur = offset
+        status = GetMessageStatus.NO_MATCHED_MESSAGE
+        scanned = 0
+        while cur < mx and len(records) < max_count and scanned < scan_limit:
+            raw = cq.entries(cur, min(max_count * 4, 1024))
+            if not raw:
+                break
+            consumed = 0
+            full = False
+            for i in range(len(raw) // CQ_ENTRY_SIZE):
+                phy, size, tags = CQ_ENTRY.unpack_from(raw, i * CQ_ENTRY_SIZE)
+                if records and total + size > max_bytes:
+                    full = True
+                    break
+                consumed = i + 1
+                if phy < cl_min:
+                    status = GetMessageStatus.MESSAGE_WAS_REMOVING
+                    continue
+                if message_filter is not None and not message_filter(tags, None):
+                    continue
+                rec = cl.read(phy, size)
+                if rec is None or not stored_record_ok(rec, phy):
+                    log.error("store: consume queue %s-%d offset %d points at an invalid record "
+                              "(commitlog offset %d, size %d); skipped", topic, queue_id, cur + i, phy, size)
+                    status = GetMessageStatus.OFFSET_FOUND_NULL
+                    continue
+                if message_filter is not None and not message_filter(tags, rec):
+                    continue
+                records.append(rec)
+                qoffs.append(cur + i)
+                total += size
+                if len(records) >= max_count:
+                    full = True
+                    break
+            cur += consumed
+            scanned += consumed
+            if full:
+                break
+        if records:
+            status = GetMessageStatus.FOUND
+        return GetMessageResult(status, cur, mn, mx, records, qoffs)
 
     def get_max_offset_in_queue(self, topic: str, queue_id: int) -> int:
-        raise NotImplementedError
+        cq = self._cqs.get((topic, queue_id))
+        return cq.max_offset if cq else 0
 
     def get_min_offset_in_queue(self, topic: str, queue_id: int) -> int:
-        raise NotImplementedError
+        cq = self._cqs.get((topic, queue_id))
+        return cq.min_offset if cq else 0
+
+    def _store_time(self, phy: int, size: int) -> int:
+        head = self.commitlog.read(phy, min(size, 96))
+        if head is None or len(head) < 80:
+            return -1
+        return store_timestamp_of(head)
 
     def get_offset_in_queue_by_time(self, topic: str, queue_id: int, timestamp_ms: int) -> int:
-        raise NotImplementedError
+        """The first queue offset stored at or after ``timestamp_ms`` (the max offset if none)."""
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            return 0
+        return cq.search_offset_by_time(timestamp_ms, self._store_time)
 
     def get_earliest_message_time(self, topic: str, queue_id: int) -> int:
-        raise NotImplementedError
+        cq = self._cqs.get((topic, queue_id))
+        if cq is None:
+            return -1
+        e = cq.get(cq.min_offset)
+        return self._store_time(e[0], e[1]) if e else -1
 
     def get_message_store_timestamp(self, topic: str, queue_id: int, queue_offset: int) -> int:
-        raise NotImplementedError
+        cq = self._cqs.get((topic, queue_id))
+        e = cq.get(queue_offset) if cq else None
+        return self._store_time(e[0], e[1]) if e else -1
 
     def look_message_by_offset(self, commitlog_offset: int, size: int = -1) -> MessageExt | None:
-        raise NotImplementedError
+        cl = self.commitlog
+        rec = cl.read_record(commitlog_offset) if size <= 0 else cl.read(commitlog_offset, size)
+        if rec is None:
+            return None
+        try:
+            m = decode_record(rec)
+        except RecordError as e:
+            log.error("store: invalid record at commitlog offset %d: %s", commitlog_offset, e)
+            return None
+        if m.commitlog_offset != commitlog_offset:
+            log.error("store: record at commitlog offset %d claims offset %d", commitlog_offset,
+                      m.commitlog_offset)
+            return None
+        return m
 
     def query_message(
         self, topic: str, key: str, max_num: int, begin_ms: int = 0, end_ms: int = 2**62
     ) -> list[MessageExt]:
         """Messages of ``topic`` whose KEYS contain ``key`` or whose UNIQ_KEY is ``key``."""
-        raise NotImplementedError
+        if not self.config.message_index_enable or max_num <= 0:
+            return []
+        out: list[MessageExt] = []
+        seen: set[int] = set()
+        for phy in self.index.lookup(topic, key, max(64, max_num * 4), begin_ms, end_ms):
+            if phy in seen or phy >= self.commitlog.write_pos:
+                continue
+            seen.add(phy)
+            m = self.look_message_by_offset(phy)
+            if m is None or m.topic != topic or not (begin_ms <= m.store_timestamp <= end_ms):
+                continue
+            if m.uniq_key == key or key in m.keys:
+                out.append(m)
+                if len(out) >= max_num:
+                    break
+        return out
+
+    def look_message_by_id(self, offset_msg_id: str) -> MessageExt | None:
+        """VIEW_MESSAGE_BY_ID: an offset message id is the store host plus the commitlog offset."""
+        from backends.model import decode_offset_msg_id
+
+        try:
+            _host, phy = decode_offset_msg_id(offset_msg_id)
+        except ValueError:
+            return None
+        return self.look_message_by_offset(phy)
 
     def delete_topics(self, topics: set[str]) -> None:
-        raise NotImplementedError
+        for key in [k for k in self._cqs if k[0] in topics]:
+            self._cqs.pop(key).destroy()
+        for t in topics:
+            try:
+                os.rmdir(os.path.join(self._cq_root, t))
+            except OSError:
+                pass
 
     def get_max_phy_offset(self) -> int:
-        raise NotImplementedError
+        return self.commitlog.write_pos
 
     def get_min_phy_offset(self) -> int:
-        raise NotImplementedError
+        return self.commitlog.min_offset
 
-    def add_arrival_listener(self, listener: ArrivalListener) -> None:
-        raise NotImplementedError
+    def queues(self) -> list[tuple[str, int]]:
+        return list(self._cqs)
 
+    # --- retention and disk space --------------------------------------------------------------
+    def _real_disk_usage(self) -> float:
+        u = shutil.disk_usage(self.root)
+        return 100.0 * u.used / u.total if u.total else 0.0
+
+    def _check_disk(self) -> float:
+        try:
+            ratio = self._disk_usage()
+        except OSError as e:
+            log.error("store: cannot read disk usage: %s", e)
+            return 0.0
+        full = ratio > self.config.disk_max_used_space_ratio
+        if full and not self._disk_full:
+            log.error("store: disk usage %.1f%% is above disk_max_used_space_ratio=%d%%; refusing writes "
+                      "(DISK_FULL) until space is freed", ratio, self.config.disk_max_used_space_ratio)
+        elif self._disk_full and not full:
+            log.warning("store: disk usage %.1f%% is back under the limit; accepting writes", ratio)
+        self._disk_full = full
+        return ratio
+
+    def _is_delete_time(self, now_ms: int) -> bool:
+        hours = set()
+        for h in self.config.delete_when.replace(",", ";").split(";"):
+            h = h.strip()
+            if h.isdigit():
+                hours.add(int(h))
+        return _local_hour(now_ms) in hours
+
+    def clean_expired_files(self, now_ms: int | None = None, force: bool = False) -> int:
+        """Delete commitlog segments older than file_reserved_time (never the one being written) and
+        the consume-queue and index files that only point into them. Runs when ``force``, at a
+        delete_when hour, or when the disk is above its limit. Returns the commitlog files deleted."""
+        now = self._clock() if now_ms is None else now_ms
+        ratio = self._check_disk()
+        if not (force or self._is_delete_time(now) or ratio > self.config.disk_max_used_space_ratio):
+            return 0
+        reserved_ms = self.config.file_reserved_time * 3600 * 1000
+        cl = self.commitlog
+        deleted = 0
+        flushed = self._flush.flushed_pos if self._flush else 0
+        while len(cl.segments) > 1:
+            seg = cl.segments[0]
+            if seg.start + cl.file_size > flushed or seg.start + cl.file_size > cl.write_pos:
+                break
+            try:
+                mtime_ms = int(os.stat(seg.path).st_mtime * 1000)
+            except FileNotFoundError:
+                mtime_ms = 0
+            if mtime_ms + reserved_ms > now:
+                break
+            log.info("retention: deleting expired commitlog file %s", seg.path)
+            cl.delete_segment(seg)
+            deleted += 1
+        if deleted:
+            min_phy = cl.min_offset
+            for cq in list(self._cqs.values()):
+                cq.delete_expired(min_phy)
+            if self.config.message_index_enable:
+                self.index.delete_expired(min_phy)
+            self._check_disk()
+        return deleted
+
+    async def _clean_loop(self) -> None:
+        interval = max(10, self.config.clean_resource_interval) / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.clean_expired_files()
+            except Exception:
+                log.exception("store: retention run failed")
+
+    # --- test hook -----------------------------------------------------------------------------
     def simulate_power_loss(self) -> None:
         """Test hook (power_loss_test_mode): drop every byte not yet fdatasync'ed, as a crash would."""
-        raise NotImplementedError
+        if not self.config.power_loss_test_mode:
+            raise RuntimeError("simulate_power_loss needs power_loss_test_mode=True")
+        self._running = False
+        for t in self._tasks:
+            t.cancel()
+        self._tasks.clear()
+        flushed = self._flush.flushed_pos if self._flush else 0
+        cp = self._checkpoint.data if self._checkpoint else CheckpointData()
+        lost = self.commitlog.write_pos - flushed
+        log.warning("simulate_power_loss: dropping %d commitlog bytes after the fdatasync'ed offset %d",
+                    lost, flushed)
+        self.commitlog.truncate(flushed)
+        for cq in self._cqs.values():  # consume queues are only durable up to the checkpoint
+            cq.truncate_from_phy(cp.dispatched_phy_offset)
+        self._close_files()
+        if self._flush is not None:
+            self._flush.failed = RuntimeError("power lost")
+            self._flush.close()
+        self._release_lock()
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,201 @@
+"""IndexService: lookup of messages by key (RocketMQ's IndexService / IndexFile).
+
+File layout (RocketMQ's): a 40-byte header (beginTimestamp i64, endTimestamp i64, beginPhyOffset i64,
+endPhyOffset i64, hashSlotCount i32, indexCount i32), ``slots`` hash slots of 4 bytes (the number of the
+newest entry in that slot, 0 = empty), then ``max_index`` entries of 20 bytes (keyHash i32,
+phyOffset i64, timeDiff i32 seconds since beginTimestamp, prevIndex i32). Entry 0 is never used.
+The hash is CRC-32 of ``topic#key`` (the files are only read by this store). Files live in ``index/``
+named by their creation time (yyyyMMddHHmmssSSS) and are memory mapped: no Python object per message.
+Hash collisions are resolved by the caller, which reads the record and checks its topic and keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+
+log = logging.getLogger("rocketmq.store")
+
+INDEX_HEADER = struct.Struct(">qqqqii")
+INDEX_HEADER_SIZE = 40
+INDEX_ENTRY = struct.Struct(">iqii")
+INDEX_ENTRY_SIZE = 20
+_SLOT = struct.Struct(">i")
+
+
+def key_hash(key: str) -> int:
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+
+
+class IndexFile:
+    def __init__(self, path: str, slots: int, max_index: int, create: bool) -> None:
+        self.path = path
+        self.slots = slots
+        self.max_index = max_index
+        self.size = INDEX_HEADER_SIZE + slots * 4 + max_index * INDEX_ENTRY_SIZE
+        self.fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        if os.fstat(self.fd).st_size != self.size:
+            os.ftruncate(self.fd, self.size)
+        self.mm = mmap.mmap(self.fd, self.size)
+        (self.begin_ts, self.end_ts, self.begin_phy, self.end_phy, self.slot_count,
+         self.index_count) = INDEX_HEADER.unpack_from(self.mm, 0)
+        if self.index_count < 1:
+            self.index_count = 1
+        self.entries_base = INDEX_HEADER_SIZE + slots * 4
+        self.dirty = False
+
+    @property
+    def full(self) -> bool:
+        return self.index_count >= self.max_index
+
+    def put(self, key: str, phy: int, store_ts: int) -> bool:
+        if self.index_count >= self.max_index:
+            return False
+        h = key_hash(key)
+        slot_pos = INDEX_HEADER_SIZE + (h % self.slots) * 4
+        mm = self.mm
+        (prev,) = _SLOT.unpack_from(mm, slot_pos)
+        if prev <= 0 or prev >= self.index_count:
+            prev = 0
+            self.slot_count += 1
+        if self.begin_ts == 0:
+            self.begin_ts = store_ts
+            self.begin_phy = phy
+        diff = (store_ts - self.begin_ts) // 1000
+        n = self.index_count
+        INDEX_ENTRY.pack_into(mm, self.entries_base + n * INDEX_ENTRY_SIZE, h, phy, diff, prev)
+        _SLOT.pack_into(mm, slot_pos, n)
+        self.index_count = n + 1
+        if store_ts > self.end_ts:
+            self.end_ts = store_ts
+        if phy > self.end_phy:
+            self.end_phy = phy
+        self.dirty = True
+        return True
+
+    def write_header(self) -> None:
+        INDEX_HEADER.pack_into(self.mm, 0, self.begin_ts, self.end_ts, self.begin_phy, self.end_phy,
+                               self.slot_count, self.index_count)
+
+    def lookup(self, key: str, max_num: int, begin_ms: int, end_ms: int) -> list[int]:
+        """Physical offsets of entries hashed like ``key`` stored within [begin_ms, end_ms], newest first."""
+        out: list[int] = []
+        if self.index_count <= 1 or self.end_ts < begin_ms or self.begin_ts > end_ms:
+            return out
+        h = key_hash(key)
+        slot = h % self.slots
+        (n,) = _SLOT.unpack_from(self.mm, INDEX_HEADER_SIZE + slot * 4)
+        seen = 0
+        while 0 < n < self.index_count and len(out) < max_num and seen < self.max_index:
+            eh, phy, diff, prev = INDEX_ENTRY.unpack_from(self.mm, self.entries_base + n * INDEX_ENTRY_SIZE)
+            if eh % self.slots != slot:
+                break  # a chain broken by a crash: stop rather than follow another slot's chain
+            ts = self.begin_ts + diff * 1000
+            if eh == h and begin_ms - 999 <= ts <= end_ms:
+                out.append(phy)
+            if prev >= n:
+                break
+            n = prev
+            seen += 1
+        return out
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.dirty = False
+            self.write_header()
+            try:
+                self.mm.flush()
+            except ValueError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.write_header()
+            self.mm.close()
+        except (ValueError, BufferError):
+            pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class IndexService:
+    def __init__(self, directory: str, slots: int, max_index: int) -> None:
+        self.dir = directory
+        self.slots = slots
+        self.max_index = max_index
+        self.files: list[IndexFile] = []
+
+    def load(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        for n in sorted(os.listdir(self.dir)):
+            if n.isdigit():
+                try:
+                    self.files.append(IndexFile(os.path.join(self.dir, n), self.slots, self.max_index, False))
+                except (OSError, ValueError) as e:
+                    log.error("index: cannot open %s (%s); ignored", os.path.join(self.dir, n), e)
+
+    def _writable(self) -> IndexFile:
+        if self.files and not self.files[-1].full:
+            return self.files[-1]
+        if self.files:
+            self.files[-1].flush()
+        name = time.strftime("%Y%m%d%H%M%S", time.localtime()) + f"{int(time.time() * 1000) % 1000:03d}"
+        path = os.path.join(self.dir, name)
+        while os.path.exists(path) or (self.files and path <= self.files[-1].path):
+            name = str(int(name) + 1)
+            path = os.path.join(self.dir, name)
+        f = IndexFile(path, self.slots, self.max_index, True)
+        self.files.append(f)
+        return f
+
+    def put_keys(self, topic: str, keys: Iterable[str], phy: int, store_ts: int) -> None:
+        f = self._writable()
+        for k in keys:
+            if not k:
+                continue
+            if not f.put(f"{topic}#{k}", phy, store_ts):
+                f = self._writable()
+                f.put(f"{topic}#{k}", phy, store_ts)
+
+    def lookup(self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int) -> list[int]:
+        out: list[int] = []
+        full = f"{topic}#{key}"
+        for f in reversed(self.files):
+            if len(out) >= max_num:
+                break
+            out.extend(f.lookup(full, max_num - len(out), begin_ms, end_ms))
+        return out
+
+    def truncate_from_phy(self, phy_end: int) -> None:
+        """Recovery: entries at or past ``phy_end`` are ignored by the callers' record check; files
+        that begin past it are deleted."""
+        for f in list(self.files):
+            if f.begin_phy >= phy_end and f.index_count > 1:
+                log.warning("index: deleting %s (begins past the recovered commitlog end)", f.path)
+                f.close()
+                os.unlink(f.path)
+                self.files.remove(f)
+
+    def delete_expired(self, min_phy: int) -> int:
+        n = 0
+        while len(self.files) > 1 and self.files[0].end_phy < min_phy:
+            f = self.files.pop(0)
+            f.close()
+            os.unlink(f.path)
+            n += 1
+        return n
+
+    def flush(self) -> None:
+        for f in list(self.files):
+            f.flush()
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+        self.files.clear()
