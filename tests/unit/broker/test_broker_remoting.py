@@ -1,0 +1,152 @@
+"""The broker's remoting processors against an in-process BrokerController."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from backends.broker.controller import BrokerController
+from backends.model import properties_to_string
+from backends.remoting import json_body
+from backends.remoting.client import RemotingClient
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
+from backends.store.record import decode_records, encode_message_batch
+
+
+def send_req(topic: str, body: bytes, queue_id: int = 0, tags: str | None = None,
+             code: int = RequestCode.SEND_MESSAGE_V2) -> RemotingCommand:
+    props = {"UNIQ_KEY": f"U{time.time_ns()}"}
+    if tags:
+        props["TAGS"] = tags
+    return RemotingCommand.request(code, {
+        "a": "PG", "b": topic, "c": "TBW102", "d": "4", "e": str(queue_id), "f": "0",
+        "g": str(int(time.time() * 1000)), "h": "0", "i": properties_to_string(props), "j": "0", "k": "false",
+    }, body)
+
+
+def pull_req(group: str, topic: str, queue_id: int, offset: int, suspend_ms: int = 0,
+             sub: str = "*") -> RemotingCommand:
+    return RemotingCommand.request(RequestCode.PULL_MESSAGE, {
+        "consumerGroup": group, "topic": topic, "queueId": str(queue_id), "queueOffset": str(offset),
+        "maxMsgNums": "32", "sysFlag": str(2 | 4 if suspend_ms else 4), "commitOffset": "0",
+        "suspendTimeoutMillis": str(suspend_ms), "subscription": sub, "subVersion": "0", "expressionType": "TAG",
+    })
+
+
+async def test_send_pull_offsets(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    r = await client.invoke(addr, send_req("T1", b"hello", tags="A"), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    assert r.ext_fields["queueOffset"] == "0" and r.ext_fields["queueId"] == "0"
+    assert len(r.ext_fields["msgId"]) == 32
+    await client.invoke(addr, send_req("T1", b"world", tags="B"), 5)
+    assert broker.topic_config_manager.select_topic_config("T1") is not None
+
+    p = await client.invoke(addr, pull_req("G1", "T1", 0, 0), 5)
+    assert p.code == ResponseCode.SUCCESS, p.remark
+    msgs = decode_records(p.body)
+    assert [m.body for m in msgs] == [b"hello", b"world"]
+    assert p.ext_fields["nextBeginOffset"] == "2"
+
+    p = await client.invoke(addr, pull_req("G1", "T1", 0, 0, sub="B"), 5)
+    assert p.code == ResponseCode.SUCCESS
+    assert [m.body for m in decode_records(p.body)] == [b"world"]
+
+    p = await client.invoke(addr, pull_req("G1", "T1", 0, 2), 5)
+    assert p.code == ResponseCode.PULL_NOT_FOUND
+
+    q = RemotingCommand.request(RequestCode.QUERY_CONSUMER_OFFSET,
+                                {"consumerGroup": "G1", "topic": "T1", "queueId": "0"})
+    assert (await client.invoke(addr, q, 5)).code == ResponseCode.QUERY_NOT_FOUND
+    u = RemotingCommand.request(RequestCode.UPDATE_CONSUMER_OFFSET,
+                                {"consumerGroup": "G1", "topic": "T1", "queueId": "0", "commitOffset": "2"})
+    assert (await client.invoke(addr, u, 5)).code == ResponseCode.SUCCESS
+    q.opaque = 0
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.QUERY_CONSUMER_OFFSET, dict(q.ext_fields)), 5)
+    assert r.code == ResponseCode.SUCCESS and r.ext_fields["offset"] == "2"
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_MAX_OFFSET,
+                                                          {"topic": "T1", "queueId": "0"}), 5)
+    assert r.ext_fields["offset"] == "2"
+
+
+async def test_long_polling_wakes_on_arrival(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    await client.invoke(addr, send_req("T2", b"first"), 5)
+    t0 = time.monotonic()
+    pending = asyncio.ensure_future(client.invoke(addr, pull_req("G2", "T2", 0, 1, suspend_ms=10_000), 15))
+    await asyncio.sleep(0.3)
+    assert not pending.done()
+    await client.invoke(addr, send_req("T2", b"second"), 5)
+    p = await pending
+    assert p.code == ResponseCode.SUCCESS
+    assert [m.body for m in decode_records(p.body)] == [b"second"]
+    assert time.monotonic() - t0 < 5
+
+
+async def test_batch_and_errors(broker: BrokerController, client: RemotingClient) -> None:
+    from backends.model import Message
+
+    addr = broker.broker_addr
+    body = encode_message_batch([Message("TB", b"m1", {"UNIQ_KEY": "K1"}), Message("TB", b"m2", {"UNIQ_KEY": "K2"})])
+    r = await client.invoke(addr, send_req("TB", body, code=RequestCode.SEND_BATCH_MESSAGE), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    assert len(r.ext_fields["msgId"].split(",")) == 2
+    r = await client.invoke(addr, send_req("bad topic!", b"x"), 5)
+    assert r.code == ResponseCode.MESSAGE_ILLEGAL
+    r = await client.invoke(addr, send_req("T" * 128, b"x"), 5)
+    assert r.code == ResponseCode.MESSAGE_ILLEGAL
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.PULL_MESSAGE, {"topic": "TB"}), 5)
+    assert r.code == ResponseCode.SYSTEM_ERROR and "consumerGroup" in (r.remark or "")
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_MAX_OFFSET,
+                                                          {"topic": "TB", "queueId": "x"}), 5)
+    assert r.code == ResponseCode.SYSTEM_ERROR
+    broker.config.auto_create_topic_enable = False
+    broker.topic_config_manager.topic_config_table.pop("TBW102")
+    r = await client.invoke(addr, send_req("NoSuchTopic", b"x"), 5)
+    assert r.code == ResponseCode.TOPIC_NOT_EXIST
+
+
+async def test_heartbeat_and_consumer_list(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    hb = {"clientID": "c1", "producerDataSet": [{"groupName": "PG"}], "consumerDataSet": [{
+        "groupName": "CG", "consumeType": "CONSUME_PASSIVELY", "messageModel": "CLUSTERING",
+        "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+        "subscriptionDataSet": [{"topic": "T3", "subString": "*", "tagsSet": [], "codeSet": [],
+                                 "expressionType": "TAG", "subVersion": 1}]}]}
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.HEART_BEAT, body=json_body.dumps(hb)), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_CONSUMER_LIST_BY_GROUP,
+                                                          {"consumerGroup": "CG"}), 5)
+    assert json_body.loads(r.body)["consumerIdList"] == ["c1"]
+    assert broker.topic_config_manager.select_topic_config("%RETRY%CG") is not None
+    await client.close()
+    for _ in range(50):
+        if broker.consumer_manager.get("CG") is None:
+            break
+        await asyncio.sleep(0.05)
+    assert broker.consumer_manager.get("CG") is None
+
+
+async def test_admin_topic_and_group(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_AND_CREATE_TOPIC, {
+        "topic": "FT", "readQueueNums": "2", "writeQueueNums": "2", "perm": "6",
+        "attributes": "+message.type=FIFO"}), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_TOPIC_CONFIG, {"topic": "FT"}), 5)
+    tc = json_body.loads(r.body)
+    assert tc["attributes"] == {"message.type": "FIFO"} and tc["readQueueNums"] == 2
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+                                                          body=json_body.dumps({"groupName": "SG",
+                                                                                "retryMaxTimes": 3})), 5)
+    assert r.code == ResponseCode.SUCCESS
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_SUBSCRIPTIONGROUP_CONFIG,
+                                                          {"group": "SG"}), 5)
+    assert json_body.loads(r.body)["retryMaxTimes"] == 3
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.DELETE_TOPIC_IN_BROKER, {"topic": "FT"}), 5)
+    assert r.code == ResponseCode.SUCCESS
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_TOPIC_CONFIG, {"topic": "FT"}), 5)
+    assert r.code == ResponseCode.TOPIC_NOT_EXIST
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_RUNTIME_INFO), 5)
+    assert "brokerVersion" in json_body.loads(r.body)["table"]
