@@ -1,0 +1,158 @@
+"""mqproxy: start the gRPC proxy (RocketMQ's ProxyStartup).
+
+Modes:
+  cluster  (default when a NameServer address is known) brokers found through the NameServer
+  local    a broker in this process (-bc broker.conf) registered with the NameServer (-n)
+  embedded (no NameServer address anywhere) NameServer + broker + proxy in one process, data in ~/store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from proxy.config import ProxyConfig
+
+BOOT_LINE = "rocketmq-proxy startup successfully"
+log = logging.getLogger("proxy")
+
+
+def setup_logging() -> Path:
+    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / "proxy.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mqproxy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-n", "--namesrvAddr", dest="namesrv", default=None,
+                   help="NameServer address list, e.g. 127.0.0.1:9876;127.0.0.2:9876 (env NAMESRV_ADDR)")
+    p.add_argument("-pc", "--proxyConfigPath", dest="proxy_config", default=None,
+                   help="rmq-proxy.json (RocketMQ's key names; $ROCKETMQ_HOME/conf/... resolves)")
+    p.add_argument("-pm", "--proxyMode", dest="proxy_mode", default=None, type=str.upper,
+                   choices=["LOCAL", "CLUSTER"], metavar="{local,cluster}",
+                   help="LOCAL: broker in this process; CLUSTER: remote brokers (default)")
+    p.add_argument("-bc", "--brokerConfigPath", dest="broker_config", default=None,
+                   help="broker.conf for LOCAL and embedded mode")
+    return p
+
+
+def boot_line() -> str:
+    return f"{time.strftime('%a %b %d %H:%M:%S %Z %Y')} {BOOT_LINE}"
+
+
+async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None) -> int:
+    from proxy.server import ProxyServer
+
+    closers: list[Any] = []
+    backend: Any
+    try:
+        if mode == "CLUSTER":
+            from backends.cluster import ClusterBackend
+
+            addrs = [a.strip() for a in cfg.namesrv_addr.replace(",", ";").split(";") if a.strip()]
+            backend = ClusterBackend(addrs, cfg.rocketmq_cluster_name)
+        else:
+            from backends.local import LocalBackend
+
+            from backends.broker.broker_config import BrokerConfig
+            from backends.broker.controller import BrokerController
+
+            namesrv = cfg.namesrv_addr
+            if not namesrv:  # embedded: NameServer in this process
+                from backends.namesrv.config import NamesrvConfig
+                from backends.namesrv.controller import NamesrvController
+
+                ns = NamesrvController(NamesrvConfig(listenPort=cfg.namesrv_listen_port))
+                await ns.start()
+                closers.append(ns)
+                namesrv = f"127.0.0.1:{ns.port}"
+                log.info("The Name Server boot success. serializeType=JSON (embedded, port %d)", ns.port)
+            bcfg = BrokerConfig.load(broker_config or cfg.broker_config_path or None, namesrv)
+            if not bcfg.namesrv_addr:
+                bcfg.namesrv_addr = namesrv
+            broker = BrokerController(bcfg)
+            await broker.start()
+            closers.append(broker)
+            log.info("The broker[%s, %s] boot success.", bcfg.broker_name, broker.broker_addr)
+            backend = LocalBackend(broker)
+        server = ProxyServer(cfg, backend)
+        await server.start()
+    except Exception as e:
+        log.exception("proxy start failed")
+        print(f"mqproxy: start failed: {e}", file=sys.stderr)
+        for c in reversed(closers):
+            try:
+                await c.shutdown()
+            except Exception:
+                pass
+        return 1
+    line = boot_line()
+    log.info(line)
+    print(line, flush=True)
+    print(f"gRPC port {server.port}, mode {mode}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutdown hook was invoked")
+    await server.shutdown()
+    for c in reversed(closers):
+        try:
+            await c.shutdown()
+        except Exception as e:
+            log.warning("shutdown of %s failed: %s", type(c).__name__, e)
+    log.info("rocketmq-proxy shutdown")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    try:
+        cfg = ProxyConfig.load(args.proxy_config)
+    except (OSError, ValueError) as e:
+        print(f"mqproxy: bad proxy config: {e}", file=sys.stderr)
+        return 2
+    if args.namesrv:
+        cfg.namesrv_addr = args.namesrv
+    if args.proxy_mode:
+        mode = args.proxy_mode
+    elif not cfg.namesrv_addr:
+        mode = "LOCAL"  # embedded
+    else:
+        mode = cfg.proxy_mode
+    if mode == "CLUSTER" and not cfg.namesrv_addr:
+        print("mqproxy: CLUSTER mode needs a NameServer address (-n or NAMESRV_ADDR)", file=sys.stderr)
+        return 2
+    cfg.proxy_mode = mode
+    if cfg.use_uvloop:
+        try:
+            import uvloop
+
+            return uvloop.run(serve(cfg, mode, args.broker_config))
+        except ImportError:
+            pass
+    return asyncio.run(serve(cfg, mode, args.broker_config))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""Conversion between apache.rocketmq.v2 messages and the domain model (RocketMQ's GrpcConverter)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import time
+import zlib
+
+from backends.model import Message, MessageConst, MessageExt, SysFlag, offset_msg_id
+from protos.apache.rocketmq.v2 import definition_pb2 as pb
+
+MC = MessageConst
+_MD5 = pb.DigestType.MD5
+_IDENTITY = pb.Encoding.IDENTITY
+_GZIP = pb.Encoding.GZIP
+_MT_NORMAL = pb.MessageType.NORMAL
+_MT_FIFO = pb.MessageType.FIFO
+_MT_DELAY = pb.MessageType.DELAY
+_MT_TRANSACTION = pb.MessageType.TRANSACTION
+
+# Properties never shown to users as user_properties.
+HIDDEN_PROPERTIES: frozenset[str] = MC.RESERVED | {
+    MC.TRANSACTION_ID, "INNER_NUM", "CLUSTER", "TRACE_ON", MC.DLQ_ORIGIN_TOPIC, MC.DLQ_ORIGIN_MESSAGE_ID,
+}
+
+
+def ts_to_ms(ts: object) -> int:
+    return int(ts.seconds) * 1000 + int(ts.nanos) // 1_000_000  # type: ignore[attr-defined]
+
+
+def duration_to_ms(d: object) -> int:
+    return int(d.seconds) * 1000 + int(d.nanos) // 1_000_000  # type: ignore[attr-defined]
+
+
+def set_ts(ts: object, ms: int) -> None:
+    ts.seconds = ms // 1000  # type: ignore[attr-defined]
+    ts.nanos = (ms % 1000) * 1_000_000  # type: ignore[attr-defined]
+
+
+def parse_peer(peer: str | None) -> tuple[str, int]:
+    """grpc peer "ipv4:1.2.3.4:5678" / "ipv6:[::1]:5678" -> (host, port)."""
+    if not peer:
+        return ("127.0.0.1", 0)
+    _, _, rest = peer.partition(":")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if "%" in host:
+        host = host.split("%", 1)[0]
+    try:
+        return (host, int(port))
+    except ValueError:
+        return (host, 0)
+
+
+def to_message(m: pb.Message, topic: str, queue_id: int, born_host: tuple[str, int],
+               producer_group: str) -> Message:
+    """A validated SendMessage entry -> the internal Message (properties as RocketMQ's proxy sets them)."""
+    sp = m.system_properties
+    props = dict(m.user_properties)
+    props[MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = sp.message_id
+    if sp.HasField("tag"):
+        props[MC.TAGS] = sp.tag
+    if sp.keys:
+        props[MC.KEYS] = " ".join(sp.keys)
+    if sp.HasField("message_group"):
+        props[MC.SHARDING_KEY] = sp.message_group
+    if sp.HasField("delivery_timestamp"):
+        props[MC.TIMER_DELIVER_MS] = str(ts_to_ms(sp.delivery_timestamp))
+    sys_flag = 0
+    if sp.message_type == _MT_TRANSACTION:
+        props[MC.TRANSACTION_PREPARED] = "true"
+        props[MC.PRODUCER_GROUP] = producer_group
+        sys_flag |= SysFlag.TRANSACTION_PREPARED_TYPE
+        if sp.HasField("orphaned_transaction_recovery_duration"):
+            secs = sp.orphaned_transaction_recovery_duration.seconds
+            if secs > 0:
+                props[MC.CHECK_IMMUNITY_TIME_IN_SECONDS] = str(secs)
+    if sp.HasField("trace_context"):
+        props[MC.TRACE_CONTEXT] = sp.trace_context
+    born_ts = ts_to_ms(sp.born_timestamp) if sp.HasField("born_timestamp") else int(time.time() * 1000)
+    props[MC.BORN_TIMESTAMP] = str(born_ts)
+    if sp.born_host:
+        props[MC.BORN_HOST] = sp.born_host
+    if sp.body_encoding == _GZIP:
+        sys_flag |= SysFlag.COMPRESSED
+    return Message(
+        topic=topic,
+        body=m.body,
+        properties=props,
+        queue_id=queue_id,
+        sys_flag=sys_flag,
+        born_timestamp=born_ts,
+        born_host=born_host,
+    )
+
+
+def message_type_of(props: dict[str, str]) -> int:
+    if props.get(MC.TRANSACTION_PREPARED) == "true":
+        return _MT_TRANSACTION
+    if MC.SHARDING_KEY in props:
+        return _MT_FIFO
+    if MC.TIMER_DELIVER_MS in props or MC.DELAY_TIME_LEVEL in props or MC.TIMER_DELAY_SEC in props:
+        return _MT_DELAY
+    return _MT_NORMAL
+
+
+def _decompress(body: bytes) -> bytes | None:
+    try:
+        if body[:2] == b"\x1f\x8b":
+            return gzip.decompress(body)
+        return zlib.decompress(body)
+    except Exception:
+        return None
+
+
+def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str = "",
+                  invisible_ms: int = 0) -> pb.Message:
+    """A stored/popped message -> apache.rocketmq.v2.Message with its system properties."""
+    props = ext.properties
+    msg = pb.Message()
+    msg.topic.name = topic or ext.topic
+    sp = msg.system_properties
+    body = ext.body
+    encoding = _IDENTITY
+    if ext.sys_flag & SysFlag.COMPRESSED:
+        plain = _decompress(body)
+        if plain is None:
+            encoding = _GZIP
+        else:
+            body = plain
+    msg.body = body
+    sp.body_encoding = encoding
+    sp.body_digest.type = _MD5
+    sp.body_digest.checksum = hashlib.md5(body).hexdigest().upper()
+    uniq = props.get(MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+    sp.message_id = uniq or offset_msg_id(ext.store_host, ext.commitlog_offset)
+    tag = props.get(MC.TAGS)
+    if tag:
+        sp.tag = tag
+    keys = props.get(MC.KEYS)
+    if keys:
+        sp.keys.extend(k for k in keys.split(" ") if k)
+    mtype = message_type_of(props)
+    sp.message_type = mtype  # type: ignore[assignment]
+    group = props.get(MC.SHARDING_KEY)
+    if group:
+        sp.message_group = group
+    set_ts(sp.born_timestamp, ext.born_timestamp)
+    sp.born_host = props.get(MC.BORN_HOST) or ext.born_host[0]
+    set_ts(sp.store_timestamp, ext.store_timestamp)
+    sp.store_host = f"{ext.store_host[0]}:{ext.store_host[1]}"
+    deliver = props.get(MC.TIMER_DELIVER_MS)
+    if deliver and deliver.isdigit():
+        set_ts(sp.delivery_timestamp, int(deliver))
+    if receipt_handle:
+        sp.receipt_handle = receipt_handle
+    sp.queue_id = ext.queue_id
+    sp.queue_offset = ext.queue_offset
+    if invisible_ms:
+        sp.invisible_duration.seconds = invisible_ms // 1000
+        sp.invisible_duration.nanos = (invisible_ms % 1000) * 1_000_000
+    sp.delivery_attempt = ext.reconsume_times + 1
+    trace = props.get(MC.TRACE_CONTEXT)
+    if trace:
+        sp.trace_context = trace
+    origin_topic = props.get(MC.DLQ_ORIGIN_TOPIC)
+    if origin_topic:
+        sp.dead_letter_queue.topic = origin_topic
+        sp.dead_letter_queue.message_id = props.get(MC.DLQ_ORIGIN_MESSAGE_ID, "")
+    hidden = HIDDEN_PROPERTIES
+    up = msg.user_properties
+    for k, v in props.items():
+        if k not in hidden:
+            up[k] = v
+    return msg
+
+
+def java_hash(s: str) -> int:
+    """Java String.hashCode (UTF-16 code units), so every proxy process picks the same queue."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= (1 << 31) else h

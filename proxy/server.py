@@ -1,0 +1,102 @@
+"""ProxyServer: the grpc.aio server hosting MessagingService and the standard health service.
+
+Used by ``mqproxy`` (proxy.cli) and by ``mqbroker --enable-proxy``::
+
+    server = ProxyServer(config, LocalBackend(broker), manage_backend=False)
+    await server.start()          # server.port is the bound gRPC port
+    ...
+    await server.shutdown()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from backends.api import Backend
+from protos.apache.rocketmq.v2 import service_pb2_grpc
+from proxy.config import ProxyConfig
+from proxy.service import MessagingService
+
+log = logging.getLogger("proxy")
+
+SERVICE_NAME = "apache.rocketmq.v2.MessagingService"
+
+
+class ProxyServer:
+    def __init__(self, config: ProxyConfig, backend: Backend, *, manage_backend: bool = True) -> None:
+        self.config = config
+        self.backend = backend
+        self.manage_backend = manage_backend
+        self.port = config.grpc_server_port
+        self.service = MessagingService(config, backend, port=lambda: self.port)
+        self.health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.manage_backend:
+            await self.backend.start()
+        options = [
+            ("grpc.max_receive_message_length", self.config.grpc_max_inbound_message_size),
+            ("grpc.max_send_message_length", self.config.grpc_max_inbound_message_size),
+            ("grpc.so_reuseport", 1),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        service_pb2_grpc.add_MessagingServiceServicer_to_server(self.service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        bind = self.config.grpc_bind_address or "0.0.0.0"
+        host = f"[{bind}]" if ":" in bind else bind
+        self.port = server.add_insecure_port(f"{host}:{self.config.grpc_server_port}")
+        if self.port == 0:
+            raise OSError(f"cannot bind the gRPC port {bind}:{self.config.grpc_server_port}")
+        await server.start()
+        self._server = server
+        self.service.start()
+        await self._update_health()
+        self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+        log.info("gRPC server listening on %s:%d", bind, self.port)
+
+    async def _update_health(self) -> None:
+        try:
+            ok = await asyncio.wait_for(self.backend.healthy(), 3.0)
+        except Exception:
+            ok = False
+        st = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        await self.health.set("", st)
+        await self.health.set(SERVICE_NAME, st)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            await self._update_health()
+
+    async def shutdown(self, grace: float = 2.0) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            try:
+                await self._health_task
+            except asyncio.CancelledError:
+                pass
+            self._health_task = None
+        await self.health.enter_graceful_shutdown()
+        await self.service.stop()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        if self.manage_backend:
+            await self.backend.shutdown()
+
+
+async def run_proxy_with_backend(config: ProxyConfig, backend: Backend, *,
+                                 manage_backend: bool = False) -> ProxyServer:
+    """Start a proxy in front of ``backend`` (for ``mqbroker --enable-proxy``); returns it started."""
+    server = ProxyServer(config, backend, manage_backend=manage_backend)
+    await server.start()
+    return server
