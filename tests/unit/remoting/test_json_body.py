@@ -36,3 +36,18 @@ def test_not_json() -> None:
 ))
 def test_standard_json_unchanged(obj: object) -> None:
     assert json_body.loads(json_body.dumps(obj)) == obj
+
+
+def test_fastjson_object_keys() -> None:
+    raw = b'{"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{"maxOffset":3},' \
+          b'{"topic":"T","brokerName":"b","queueId":1}:{"maxOffset":4}}}'
+    table = json_body.loads(raw)["offsetTable"]
+    k0 = json_body.object_key({"topic": "T", "brokerName": "b", "queueId": 0})
+    assert table[k0] == {"maxOffset": 3}
+    assert len(table) == 2
+
+
+@pytest.mark.parametrize("bad", [b"{1:}", b"[1,", b'{"a" 1}', b"{} x", b"\xff\xfe", b"{" * 5000])
+def test_lenient_errors(bad: bytes) -> None:
+    with pytest.raises(ValueError):
+        json_body.loads(bad)

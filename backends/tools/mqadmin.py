@@ -1,0 +1,728 @@
+"""mqadmin: RocketMQ's admin command line (tools.sh org.apache.rocketmq.tools.command.MQAdminStartup).
+
+    mqadmin <command> -n host:port[;host:port] [options]
+    mqadmin help [command]
+
+Commands and options keep RocketMQ's names. Exit status 0 on success, 1 when a call fails (the
+one-line reason goes to stderr), 2 for a bad command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import orjson
+
+from backends.api import BackendError
+from backends.model import (
+    MESSAGE_TYPE_ATTRIBUTE,
+    MessageConst,
+    MessageExt,
+    Perm,
+    SubscriptionGroupConfig,
+    TopicConfig,
+)
+from backends.remoting import json_body
+from backends.remoting.codes import ResponseCode
+from backends.tools.admin_client import AdminClient, AdminError
+
+Handler = Callable[[AdminClient, argparse.Namespace], Awaitable[None]]
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see `mqadmin help {self.prog.split()[-1]}`)")
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("true", "1", "yes"):
+        return True
+    if v.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {v!r}")
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def fmt_ts(ms: int | str | None) -> str:
+    try:
+        v = int(ms or 0)
+    except (TypeError, ValueError):
+        return str(ms)
+    if v <= 0:
+        return "-"
+    return dt.datetime.fromtimestamp(v / 1000).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+
+
+def parse_timestamp(text: str) -> int:
+    """now | milliseconds | yyyy-MM-dd#HH:mm:ss:SSS (RocketMQ's resetOffsetByTime formats)."""
+    if text == "now":
+        return int(dt.datetime.now().timestamp() * 1000)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    for fmt in ("%Y-%m-%d#%H:%M:%S:%f", "%Y-%m-%d#%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return int(dt.datetime.strptime(text, fmt).timestamp() * 1000)
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"bad timestamp {text!r}: use now, milliseconds or yyyy-MM-dd#HH:mm:ss:SSS")
+
+
+# --- topics -----------------------------------------------------------------------------------------
+
+
+def parse_attributes(text: str | None) -> dict[str, str]:
+    """"+message.type=FIFO,+k=v" -> {"message.type": "FIFO", "k": "v"}."""
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("-"):
+            continue  # deleting an attribute: nothing to set on a new config
+        if not item.startswith("+") or "=" not in item:
+            raise UsageError(f"updateTopic: bad attribute {item!r}: expected +key=value")
+        k, _, v = item[1:].partition("=")
+        out[k] = v
+    return out
+
+
+async def update_topic(admin: AdminClient, a: argparse.Namespace) -> None:
+    attrs = parse_attributes(a.attributes)
+    mt = attrs.get(MESSAGE_TYPE_ATTRIBUTE)
+    if mt is not None and mt.upper() not in ("NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED"):
+        raise UsageError(f"updateTopic: unknown message.type {mt!r}")
+    tc = TopicConfig(a.topic, a.readQueueNums, a.writeQueueNums, a.perm, topic_sys_flag=0,
+                     order=bool(a.order), attributes=attrs)
+    targets = await _targets(admin, a)
+    for _, addr in targets:
+        await admin.create_topic(addr, tc)
+        print(f"create topic to {addr} success.")
+    if a.order and a.clusterName:
+        conf = ";".join(f"{name}:{a.writeQueueNums}" for name, _ in targets)
+        await admin.put_kv("ORDER_TOPIC_CONFIG", a.topic, conf)
+        print(f"set cluster orderConf. isOrder={a.order}, orderConf=[{conf}]")
+    print(
+        f"TopicConfig [topicName={tc.topic_name}, readQueueNums={tc.read_queue_nums}, "
+        f"writeQueueNums={tc.write_queue_nums}, perm={perm_string(tc.perm)}, topicFilterType={tc.topic_filter_type}, "
+        f"topicSysFlag={tc.topic_sys_flag}, order={str(tc.order).lower()}, attributes={tc.attributes}]"
+    )
+
+
+def perm_string(perm: int) -> str:
+    return ("R" if perm & Perm.READ else "-") + ("W" if perm & Perm.WRITE else "-") + ("X" if perm & Perm.INHERIT else "-")
+
+
+async def _targets(admin: AdminClient, a: argparse.Namespace) -> list[tuple[str, str]]:
+    if getattr(a, "brokerAddr", None):
+        return [("", a.brokerAddr)]
+    if getattr(a, "clusterName", None):
+        targets = await admin.master_addrs(a.clusterName)
+        if not targets:
+            raise AdminError(f"no master broker in cluster [{a.clusterName}]")
+        return targets
+    raise UsageError(f"{a.command}: one of -b brokerAddr or -c clusterName is required")
+
+
+async def delete_topic(admin: AdminClient, a: argparse.Namespace) -> None:
+    for _, addr in await admin.master_addrs(a.clusterName):
+        await admin.delete_topic_in_broker(addr, a.topic)
+    print(f"delete topic [{a.topic}] from cluster [{a.clusterName}] success.")
+    await admin.delete_topic_in_namesrv(a.topic, a.clusterName)
+    print(f"delete topic [{a.topic}] from NameServer success.")
+
+
+async def topic_list(admin: AdminClient, a: argparse.Namespace) -> None:
+    topics = await admin.topic_list()
+    if not a.clusterModel:
+        for t in sorted(topics):
+            print(t)
+        return
+    info = await admin.cluster_info()
+    cluster_of = {name: c for c, names in info["clusterAddrTable"].items() for name in names}
+    rows = []
+    for t in sorted(topics):
+        try:
+            route = await admin.topic_route(t)
+        except BackendError:
+            continue
+        clusters = sorted({cluster_of.get(b.broker_name, "") for b in route.broker_datas})
+        rows.append([",".join(clusters), t])
+    print(table(rows, ["#Cluster Name", "#Topic"]))
+
+
+async def topic_route(admin: AdminClient, a: argparse.Namespace) -> None:
+    data = await admin.topic_route_json(a.topic)
+    if a.list:
+        rows = []
+        for qd in data.get("queueDatas") or []:
+            rows.append([qd.get("brokerName"), qd.get("readQueueNums"), qd.get("writeQueueNums"), qd.get("perm")])
+        print(table(rows, ["#BrokerName", "#Read Queue", "#Write Queue", "#Perm"]))
+        return
+    print(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+
+
+async def topic_status(admin: AdminClient, a: argparse.Namespace) -> None:
+    rows = []
+    for broker_name, addr in await admin.route_masters(a.topic):
+        for mq, off in await admin.topic_stats(addr, a.topic):
+            rows.append((mq.broker_name or broker_name, mq.queue_id, int(off.get("minOffset", 0)),
+                         int(off.get("maxOffset", 0)), fmt_ts(off.get("lastUpdateTimestamp"))))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    print(table([list(r) for r in rows], ["#Broker Name", "#QID", "#Min Offset", "#Max Offset", "#Last Updated"]))
+
+
+# --- subscription groups -----------------------------------------------------------------------------
+
+
+async def update_sub_group(admin: AdminClient, a: argparse.Namespace) -> None:
+    cfg = SubscriptionGroupConfig(a.groupName)
+    if a.consumeEnable is not None:
+        cfg.consume_enable = a.consumeEnable
+    if a.consumeFromMinEnable is not None:
+        cfg.consume_from_min_enable = a.consumeFromMinEnable
+    if a.consumeBroadcastEnable is not None:
+        cfg.consume_broadcast_enable = a.consumeBroadcastEnable
+    if a.consumeMessageOrderly is not None:
+        cfg.consume_message_orderly = a.consumeMessageOrderly
+    if a.retryQueueNums is not None:
+        cfg.retry_queue_nums = a.retryQueueNums
+    if a.retryMaxTimes is not None:
+        cfg.retry_max_times = a.retryMaxTimes
+    if a.brokerId is not None:
+        cfg.broker_id = a.brokerId
+    if a.whichBrokerWhenConsumeSlowly is not None:
+        cfg.which_broker_when_consume_slowly = a.whichBrokerWhenConsumeSlowly
+    if a.notifyConsumerIdsChanged is not None:
+        cfg.notify_consumer_ids_changed_enable = a.notifyConsumerIdsChanged
+    for _, addr in await _targets(admin, a):
+        await admin.create_sub_group(addr, cfg)
+        print(f"create subscription group to {addr} success.")
+    print(orjson.dumps(cfg.to_json()).decode())
+
+
+async def delete_sub_group(admin: AdminClient, a: argparse.Namespace) -> None:
+    for _, addr in await _targets(admin, a):
+        await admin.delete_sub_group(addr, a.groupName, a.removeOffset)
+        where = f"in cluster [{a.clusterName}]" if a.clusterName else ""
+        print(f"delete subscription group [{a.groupName}] from broker [{addr}] {where} success.".replace("  ", " "))
+
+
+async def consumer_progress(admin: AdminClient, a: argparse.Namespace) -> None:
+    if not a.groupName:
+        raise UsageError("consumerProgress: -g consumerGroup is required")
+    rows = []
+    tps = 0.0
+    answered = False
+    for broker_name, addr in await admin.master_addrs():
+        try:
+            entries, t = await admin.consume_stats(addr, a.groupName, a.topic)
+        except BackendError as e:
+            if e.code in (ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST, ResponseCode.CONSUMER_NOT_ONLINE,
+                          ResponseCode.QUERY_NOT_FOUND, ResponseCode.SYSTEM_ERROR):
+                continue
+            raise
+        answered = True
+        tps += t
+        for mq, w in entries:
+            broker_off = int(w.get("brokerOffset", 0))
+            consumer_off = int(w.get("consumerOffset", 0))
+            rows.append((mq.topic, mq.broker_name or broker_name, mq.queue_id, broker_off, consumer_off,
+                         max(broker_off - consumer_off, 0), fmt_ts(w.get("lastTimestamp"))))
+    if not answered:
+        raise AdminError(f"no broker has consume stats of group [{a.groupName}]")
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    print(table([list(r) for r in rows],
+                ["#Topic", "#Broker Name", "#QID", "#Broker Offset", "#Consumer Offset", "#Diff", "#LastTime"]))
+    print()
+    print(f"Consume TPS: {tps:.2f}")
+    print(f"Consume Diff Total: {sum(r[5] for r in rows)}")
+
+
+async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None:
+    last = f"the consumer group [{a.consumerGroup}] not online"
+    for _, addr in await admin.master_addrs():
+        resp = await admin.consumer_connection(addr, a.consumerGroup)
+        if resp.code != ResponseCode.SUCCESS:
+            last = resp.remark or last
+            continue
+        data = json_body.loads(resp.body) if resp.body else {}
+        conns = data.get("connectionSet") or []
+        rows = [[i + 1, c.get("clientId", ""), c.get("clientAddr", ""), c.get("language", ""), c.get("version", "")]
+                for i, c in enumerate(conns)]
+        print(table(rows, ["#", "#ClientId", "#ClientAddr", "#Language", "#Version"]))
+        print()
+        print("Below is subscription:")
+        subs = data.get("subscriptionTable") or {}
+        srows = [[i + 1, s.get("topic", t) if isinstance(s, dict) else t,
+                  s.get("subString", "") if isinstance(s, dict) else s]
+                 for i, (t, s) in enumerate(sorted(subs.items()))]
+        print(table(srows, ["#", "#Topic", "#SubExpression"]))
+        print()
+        print(f"ConsumeType: {data.get('consumeType', '')}")
+        print(f"MessageModel: {data.get('messageModel', '')}")
+        print(f"ConsumeFromWhere: {data.get('consumeFromWhere', '')}")
+        return
+    raise AdminError(f"CODE: {ResponseCode.CONSUMER_NOT_ONLINE} DESC: {last}")
+
+
+async def reset_offset_by_time(admin: AdminClient, a: argparse.Namespace) -> None:
+    rows = []
+    for broker_name, addr in await admin.route_masters(a.topic):
+        stats = await admin.topic_stats(addr, a.topic)
+        for mq, _ in sorted(stats, key=lambda e: e[0].queue_id):
+            offset = await admin.search_offset(addr, a.topic, mq.queue_id, a.timestamp)
+            await admin.update_consumer_offset(addr, a.group, a.topic, mq.queue_id, offset)
+            rows.append([mq.broker_name or broker_name, mq.queue_id, offset])
+    print(f"reset offset of group [{a.group}] topic [{a.topic}] to {fmt_ts(a.timestamp)}:")
+    print(table(rows, ["#brokerName", "#queueId", "#offset"]))
+
+
+# --- cluster and brokers ----------------------------------------------------------------------------
+
+
+async def cluster_list(admin: AdminClient, a: argparse.Namespace) -> None:
+    info = await admin.cluster_info()
+    rows = []
+    for cluster in sorted(info["clusterAddrTable"]):
+        if a.clusterName and cluster != a.clusterName:
+            continue
+        for name in sorted(info["clusterAddrTable"][cluster]):
+            bd = info["brokerAddrTable"].get(name) or {}
+            for bid, addr in sorted(((int(k), v) for k, v in (bd.get("brokerAddrs") or {}).items())):
+                try:
+                    rt = await admin.broker_runtime_info(addr)
+                except (AdminError, BackendError):
+                    rt = {}
+                in_tps = (rt.get("putTps") or "0").split(" ")[0]
+                out_tps = (rt.get("getTransferedTps") or rt.get("getTransferredTps") or "0").split(" ")[0]
+                rows.append([cluster, name, bid, addr, rt.get("brokerVersionDesc", "-"),
+                             _f(in_tps), _f(out_tps), rt.get("commitLogDiskRatio", "-"),
+                             "true" if rt else "false"])
+    print(table(rows, ["#Cluster Name", "#Broker Name", "#BID", "#Addr", "#Version", "#InTPS", "#OutTPS",
+                       "#SPACE", "#ACTIVATED"]))
+
+
+def _f(v: str) -> str:
+    try:
+        return f"{float(v):.2f}"
+    except ValueError:
+        return v
+
+
+async def broker_status(admin: AdminClient, a: argparse.Namespace) -> None:
+    if a.brokerAddr:
+        addrs = [a.brokerAddr]
+    elif a.clusterName:
+        addrs = [addr for _, addr in await admin.master_addrs(a.clusterName)]
+    else:
+        raise UsageError("brokerStatus: one of -b brokerAddr or -c clusterName is required")
+    for addr in addrs:
+        rt = await admin.broker_runtime_info(addr)
+        for k in sorted(rt):
+            print(f"{addr:<24s} {k:<32s}: {rt[k]}" if len(addrs) > 1 else f"{k:<32s}: {rt[k]}")
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+
+def _decode(body: bytes) -> list[MessageExt]:
+    from backends.store.record import decode_records
+
+    return list(decode_records(body, check_crc=False)) if body else []
+
+
+def print_message(m: MessageExt) -> None:
+    props = m.properties
+    print(f"{'OffsetID:':<20s}{m.offset_msg_id}")
+    print(f"{'Topic:':<20s}{m.topic}")
+    print(f"{'Tags:':<20s}[{props.get(MessageConst.TAGS, '')}]")
+    print(f"{'Keys:':<20s}[{props.get(MessageConst.KEYS, '')}]")
+    print(f"{'Queue ID:':<20s}{m.queue_id}")
+    print(f"{'Queue Offset:':<20s}{m.queue_offset}")
+    print(f"{'CommitLog Offset:':<20s}{m.commitlog_offset}")
+    print(f"{'Reconsume Times:':<20s}{m.reconsume_times}")
+    print(f"{'Born Timestamp:':<20s}{fmt_ts(m.born_timestamp)}")
+    print(f"{'Store Timestamp:':<20s}{fmt_ts(m.store_timestamp)}")
+    print(f"{'Born Host:':<20s}{m.born_host[0]}:{m.born_host[1]}")
+    print(f"{'Store Host:':<20s}{m.store_host[0]}:{m.store_host[1]}")
+    print(f"{'System Flag:':<20s}{m.sys_flag}")
+    print(f"{'Properties:':<20s}{props}")
+    print(f"{'Message Body:':<20s}{_body_text(m.body)}")
+
+
+def _body_text(body: bytes, limit: int = 4096) -> str:
+    text = body[:limit].decode("utf-8", errors="replace")
+    return text + (f"... ({len(body)} bytes)" if len(body) > limit else "")
+
+
+async def query_msg_by_id(admin: AdminClient, a: argparse.Namespace) -> None:
+    from backends.model import decode_offset_msg_id
+
+    for msg_id in a.msgId.split(","):
+        msg_id = msg_id.strip()
+        try:
+            (host, port), offset = decode_offset_msg_id(msg_id)
+        except ValueError:
+            if not a.topic:
+                raise AdminError(f"{msg_id} is not an offset message id; give -t topic to look it up by unique key") from None
+            await _by_unique_key(admin, a.topic, msg_id)
+            continue
+        body = await admin.view_message(f"{host}:{port}", offset)
+        msgs = _decode(body)
+        if not msgs:
+            raise AdminError(f"message {msg_id} not found")
+        print_message(msgs[0])
+
+
+async def _by_unique_key(admin: AdminClient, topic: str, key: str) -> None:
+    found: list[MessageExt] = []
+    for _, addr in await admin.route_masters(topic):
+        body = await admin.query_message(addr, topic, key, 32, 0, 2**63 - 1, unique=True)
+        found.extend(m for m in _decode(body) if m.msg_id == key or m.uniq_key == key)
+    if not found:
+        raise AdminError(f"CODE: {ResponseCode.QUERY_NOT_FOUND} DESC: query message by unique key [{key}] not found")
+    for m in found[:1]:
+        print_message(m)
+
+
+async def query_msg_by_unique_key(admin: AdminClient, a: argparse.Namespace) -> None:
+    await _by_unique_key(admin, a.topic, a.msgId)
+
+
+async def query_msg_by_key(admin: AdminClient, a: argparse.Namespace) -> None:
+    rows = []
+    for _, addr in await admin.route_masters(a.topic):
+        body = await admin.query_message(addr, a.topic, a.msgKey, a.maxNum, a.beginTimestamp, a.endTimestamp,
+                                         unique=False)
+        for m in _decode(body):
+            if a.msgKey in m.keys:
+                rows.append([m.msg_id, m.queue_id, m.queue_offset])
+    print(table(rows, ["#Message ID", "#QID", "#Offset"]))
+
+
+async def send_message(admin: AdminClient, a: argparse.Namespace) -> None:
+    route = await admin.topic_route(a.topic)
+    addr_of = {b.broker_name: b.master_addr for b in route.broker_datas if b.master_addr}
+    queues = []
+    for qd in sorted(route.queue_datas, key=lambda q: q.broker_name):
+        if not Perm.writeable(qd.perm) or qd.broker_name not in addr_of:
+            continue
+        if a.broker and qd.broker_name != a.broker:
+            continue
+        for qid in range(qd.write_queue_nums):
+            if a.qid is not None and qid != a.qid:
+                continue
+            queues.append((qd.broker_name, qid))
+    if not queues:
+        raise AdminError(f"no writable queue of topic [{a.topic}]"
+                         + (f" on broker [{a.broker}]" if a.broker else ""))
+    props: dict[str, str] = {}
+    if a.tags:
+        props[MessageConst.TAGS] = a.tags
+    if a.keys:
+        props[MessageConst.KEYS] = a.keys
+    broker_name, qid = queues[int.from_bytes(os.urandom(2), "big") % len(queues)]
+    resp = await admin.send_message(addr_of[broker_name], broker_name, a.topic, qid, a.body.encode(), props)
+    status = {0: "SEND_OK", 10: "FLUSH_DISK_TIMEOUT", 12: "FLUSH_SLAVE_TIMEOUT", 11: "SLAVE_NOT_AVAILABLE"}
+    msg_id = props.get(MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX) or resp.ext_fields.get("msgId", "")
+    print(table([[broker_name, resp.ext_fields.get("queueId", qid), status.get(resp.code, str(resp.code)), msg_id]],
+                ["#Broker Name", "#QID", "#Send Result", "#MsgId"]))
+
+
+async def consume_message(admin: AdminClient, a: argparse.Namespace) -> None:
+    route = await admin.topic_route(a.topic)
+    addr_of = {b.broker_name: b.master_addr for b in route.broker_datas if b.master_addr}
+    remaining = a.count
+    for qd in sorted(route.queue_datas, key=lambda q: q.broker_name):
+        if a.broker and qd.broker_name != a.broker:
+            continue
+        addr = addr_of.get(qd.broker_name)
+        if not addr:
+            continue
+        for qid in range(qd.read_queue_nums):
+            if a.qid is not None and qid != a.qid:
+                continue
+            offset = a.offset if a.offset is not None else await admin.min_offset(addr, a.topic, qid)
+            if a.beginTimestamp is not None and a.offset is None:
+                offset = await admin.search_offset(addr, a.topic, qid, a.beginTimestamp)
+            while remaining > 0:
+                resp = await admin.pull(addr, a.group, a.topic, qid, offset, min(32, remaining))
+                if resp.code == ResponseCode.PULL_OFFSET_MOVED:
+                    offset = int(resp.ext_fields.get("nextBeginOffset", offset))
+                    continue
+                if resp.code != ResponseCode.SUCCESS:
+                    break
+                msgs = _decode(resp.body)
+                if not msgs:
+                    break
+                for m in msgs:
+                    if a.endTimestamp is not None and m.store_timestamp > a.endTimestamp:
+                        remaining = 0
+                        break
+                    print(f"MSGID: {m.msg_id} {m.topic} {qd.broker_name}:{qid}@{m.queue_offset} "
+                          f"TAGS: {m.properties.get(MessageConst.TAGS, '')} BODY: {_body_text(m.body, 1024)}")
+                    remaining -= 1
+                    if remaining <= 0:
+                        break
+                offset = int(resp.ext_fields.get("nextBeginOffset", offset + len(msgs)))
+            if remaining <= 0:
+                return
+
+
+# --- command table ----------------------------------------------------------------------------------
+
+COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None]]] = {}
+
+
+Builder = Callable[[argparse.ArgumentParser], None]
+
+
+def command(name: str, help_text: str) -> Callable[[Builder], Builder]:
+    def register(build: Builder) -> Builder:
+        handler = globals()[_HANDLER_NAMES[name]]
+        COMMANDS[name] = (help_text, handler, build)
+        return build
+
+    return register
+
+
+_HANDLER_NAMES = {
+    "updateTopic": "update_topic", "deleteTopic": "delete_topic", "topicList": "topic_list",
+    "topicRoute": "topic_route", "topicStatus": "topic_status", "updateSubGroup": "update_sub_group",
+    "deleteSubGroup": "delete_sub_group", "consumerProgress": "consumer_progress",
+    "consumerConnection": "consumer_connection", "clusterList": "cluster_list", "brokerStatus": "broker_status",
+    "queryMsgById": "query_msg_by_id", "queryMsgByKey": "query_msg_by_key",
+    "queryMsgByUniqueKey": "query_msg_by_unique_key", "sendMessage": "send_message",
+    "consumeMessage": "consume_message", "resetOffsetByTime": "reset_offset_by_time",
+}
+
+
+@command("updateTopic", "Update or create topic")
+def _args_updateTopic(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-b", "--brokerAddr", help="create topic to which broker")
+    g.add_argument("-c", "--clusterName", help="create topic to which cluster")
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-r", "--readQueueNums", type=int, default=8)
+    p.add_argument("-w", "--writeQueueNums", type=int, default=8)
+    p.add_argument("-p", "--perm", type=int, default=6)
+    p.add_argument("-o", "--order", type=_bool, default=False)
+    p.add_argument("-u", "--unit", type=_bool, default=False)
+    p.add_argument("-s", "--hasUnitSub", type=_bool, default=False)
+    p.add_argument("-a", "--attributes", help="e.g. +message.type=FIFO")
+
+
+@command("deleteTopic", "Delete topic from broker and NameServer")
+def _args_deleteTopic(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-c", "--clusterName", required=True)
+
+
+@command("topicList", "Fetch all topic list from name server")
+def _args_topicList(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--clusterModel", action="store_true")
+
+
+@command("topicRoute", "Examine topic route info")
+def _args_topicRoute(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-l", "--list", action="store_true", help="as a table")
+
+
+@command("topicStatus", "Examine topic Status info")
+def _args_topicStatus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-c", "--cluster")
+
+
+@command("updateSubGroup", "Update or create subscription group")
+def _args_updateSubGroup(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-b", "--brokerAddr")
+    g.add_argument("-c", "--clusterName")
+    p.add_argument("-g", "--groupName", required=True)
+    p.add_argument("-s", "--consumeEnable", type=_bool)
+    p.add_argument("-m", "--consumeFromMinEnable", type=_bool)
+    p.add_argument("-d", "--consumeBroadcastEnable", type=_bool)
+    p.add_argument("-o", "--consumeMessageOrderly", type=_bool)
+    p.add_argument("-q", "--retryQueueNums", type=int)
+    p.add_argument("-r", "--retryMaxTimes", type=int)
+    p.add_argument("-i", "--brokerId", type=int)
+    p.add_argument("-w", "--whichBrokerWhenConsumeSlowly", type=int)
+    p.add_argument("-a", "--notifyConsumerIdsChanged", type=_bool)
+
+
+@command("deleteSubGroup", "Delete subscription group from broker")
+def _args_deleteSubGroup(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-b", "--brokerAddr")
+    g.add_argument("-c", "--clusterName")
+    p.add_argument("-g", "--groupName", required=True)
+    p.add_argument("-r", "--removeOffset", type=_bool, default=False)
+
+
+@command("consumerProgress", "Query consumer's progress, speed")
+def _args_consumerProgress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--groupName")
+    p.add_argument("-t", "--topic")
+    p.add_argument("-s", "--showClientIP", type=_bool, default=False)
+
+
+@command("consumerConnection", "Query consumer's socket connection, client version and subscription")
+def _args_consumerConnection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--consumerGroup", required=True)
+    p.add_argument("-b", "--brokerAddr")
+
+
+@command("clusterList", "List cluster infos")
+def _args_clusterList(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--clusterName")
+    p.add_argument("-m", "--moreStats", action="store_true")
+    p.add_argument("-i", "--interval", type=int)
+
+
+@command("brokerStatus", "Fetch broker runtime status data")
+def _args_brokerStatus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-b", "--brokerAddr")
+    p.add_argument("-c", "--clusterName")
+
+
+@command("queryMsgById", "Query Message by Id")
+def _args_queryMsgById(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--msgId", required=True)
+    p.add_argument("-t", "--topic")
+    p.add_argument("-g", "--consumerGroup")
+    p.add_argument("-d", "--clientId")
+
+
+@command("queryMsgByKey", "Query Message by Key")
+def _args_queryMsgByKey(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-k", "--msgKey", required=True)
+    p.add_argument("-f", "--fallbackHours", type=int)
+    p.add_argument("-c", "--maxNum", type=int, default=64)
+    p.add_argument("-b", "--beginTimestamp", type=parse_timestamp, default=0)
+    p.add_argument("-e", "--endTimestamp", type=parse_timestamp, default=2**63 - 1)
+
+
+@command("queryMsgByUniqueKey", "Query Message by Unique key")
+def _args_queryMsgByUniqueKey(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--msgId", required=True)
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-g", "--consumerGroup")
+    p.add_argument("-d", "--clientId")
+
+
+@command("sendMessage", "Send a message")
+def _args_sendMessage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-p", "--body", required=True)
+    p.add_argument("-k", "--keys")
+    p.add_argument("-c", "--tags")
+    p.add_argument("-b", "--broker")
+    p.add_argument("-i", "--qid", type=int)
+    p.add_argument("-m", "--msgTraceEnable", type=_bool, default=False)
+
+
+@command("consumeMessage", "Consume message")
+def _args_consumeMessage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-b", "--broker")
+    p.add_argument("-i", "--qid", type=int)
+    p.add_argument("-o", "--offset", type=int)
+    p.add_argument("-g", "--group", default="TOOLS_CONSUMER")
+    p.add_argument("-s", "--beginTimestamp", type=parse_timestamp)
+    p.add_argument("-e", "--endTimestamp", type=parse_timestamp)
+    p.add_argument("-c", "--count", type=int, default=128)
+
+
+@command("resetOffsetByTime", "Reset consumer offset by timestamp")
+def _args_resetOffsetByTime(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--group", required=True)
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-s", "--timestamp", type=parse_timestamp, required=True)
+    p.add_argument("-f", "--force", type=_bool, default=True)
+    p.add_argument("-c", "--cplus", action="store_true")
+
+
+def _parser(name: str) -> argparse.ArgumentParser:
+    help_text, _, build = COMMANDS[name]
+    p = _Parser(prog=f"mqadmin {name}", description=help_text, add_help=True)
+    p.add_argument("-n", "--namesrvAddr", help="Name server address list, eg: '192.168.0.1:9876;192.168.0.2:9876'")
+    build(p)
+    return p
+
+
+def usage() -> str:
+    lines = ["usage: mqadmin <command> [-n host:port[;host:port]] [options]", "", "The most commonly used mqadmin commands are:"]
+    lines += [f"   {name:<22s}{COMMANDS[name][0]}" for name in COMMANDS]
+    lines += ["", "See 'mqadmin help <command>' for more information on a specific command."]
+    return "\n".join(lines)
+
+
+async def _run(handler: Handler, admin: AdminClient, args: argparse.Namespace) -> None:
+    try:
+        await handler(admin, args)
+    finally:
+        await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] == "help":
+        if len(args) > 1 and args[1] in COMMANDS:
+            _parser(args[1]).print_help()
+            return 0
+        print(usage())
+        return 0 if len(args) == 1 else 2
+    name = args[0]
+    if name not in COMMANDS:
+        print(f"mqadmin: the command '{name}' does not exist (see `mqadmin help`)", file=sys.stderr)
+        return 2
+    try:
+        ns = _parser(name).parse_args(args[1:])
+        ns.command = name
+        namesrv = ns.namesrvAddr or os.environ.get("NAMESRV_ADDR", "")
+        if not namesrv:
+            raise UsageError(f"mqadmin {name}: no NameServer address: use -n host:port or set NAMESRV_ADDR")
+        admin = AdminClient(namesrv)
+        asyncio.run(_run(COMMANDS[name][1], admin, ns))
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except BackendError as e:
+        print(f"mqadmin {name}: CODE: {e.code} DESC: {e.message}", file=sys.stderr)
+        return 1
+    except AdminError as e:
+        print(f"mqadmin {name}: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"mqadmin {name}: bad response: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
