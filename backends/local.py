@@ -3,7 +3,7 @@
 Every call goes through the broker's typed API, the same code the remoting processors use.
 
 Transaction ids: the ``transaction_id`` a send returns (and a check-back hands to the listener) is
-self-contained, ``"<remoting transactionId> <commitLogOffset> <tranStateTableOffset>"``, so that
+self-contained, ``"<remoting transactionId> <commitLogOffset> <tranStateTableOffset> <brokerName>"``, so that
 END_TRANSACTION can name the half message on any proxy process; see :func:`encode_transaction_id`.
 """
 
@@ -59,17 +59,17 @@ PULL_STATUS = {
 }
 
 
-def encode_transaction_id(raw_id: str, commitlog_offset: int, queue_offset: int) -> str:
-    return f"{raw_id} {commitlog_offset} {queue_offset}"
+def encode_transaction_id(raw_id: str, commitlog_offset: int, queue_offset: int, broker_name: str) -> str:
+    return f"{raw_id} {commitlog_offset} {queue_offset} {broker_name}"
 
 
-def decode_transaction_id(transaction_id: str) -> tuple[str, int, int] | None:
-    """(raw id, commitLogOffset, tranStateTableOffset), or None for an id not made by us."""
-    parts = transaction_id.rsplit(" ", 2)
-    if len(parts) != 3:
+def decode_transaction_id(transaction_id: str) -> tuple[str, int, int, str] | None:
+    """(raw id, commitLogOffset, tranStateTableOffset, brokerName), or None for an id not made by us."""
+    parts = transaction_id.split(" ")
+    if len(parts) != 4:
         return None
     try:
-        return parts[0], int(parts[1]), int(parts[2])
+        return parts[0], int(parts[1]), int(parts[2]), parts[3]
     except ValueError:
         return None
 
@@ -90,7 +90,8 @@ def send_results(messages: list[Message], result: PutMessageResult, broker_name:
     out = []
     for i, (m, r) in enumerate(zip(messages, result.results, strict=False)):
         uniq = m.uniq_key or r.msg_id
-        tx = encode_transaction_id(uniq, r.commitlog_offset, r.queue_offset) if is_transaction_half(m) else ""
+        tx = encode_transaction_id(uniq, r.commitlog_offset, r.queue_offset, broker_name) \
+            if is_transaction_half(m) else ""
         out.append(SendResult(status, uniq, r.msg_id, m.queue_id, r.queue_offset, broker_name, tx,
                               (recall_handles[i] if recall_handles and i < len(recall_handles) else "")))
     return out
@@ -146,11 +147,11 @@ class LocalBackend(Backend):
     async def send_message(self, broker_name: str, messages: list[Message], timeout: float) -> list[SendResult]:
         self._check_broker(broker_name)
         result = await asyncio.wait_for(self.broker.send_messages(messages), timeout)
-        handles = None
-        ts = self.broker.timer_service
-        make = getattr(ts, "recall_handle", None) if ts is not None else None
-        if make is not None and result.results:
-            handles = [str(make(m, r) or "") for m, r in zip(messages, result.results, strict=False)]
+        handles = [self.broker.recall_handle_for(m) for m in messages]
+        for m in messages:  # the timer service moved delayed messages to its topic in place
+            real_qid = m.properties.get(MessageConst.REAL_QUEUE_ID)
+            if real_qid is not None and m.properties.get(MessageConst.REAL_TOPIC):
+                m.queue_id = int(real_qid)
         return send_results(messages, result, self.broker.broker_name, handles)
 
     async def end_transaction(self, broker_name: str, producer_group: str, topic: str, msg_id: str,
@@ -160,7 +161,7 @@ class LocalBackend(Backend):
         if svc is None:
             raise BackendError(ResponseCode.SYSTEM_ERROR, "transactions are not available on this broker")
         decoded = decode_transaction_id(transaction_id)
-        raw, cl_off, q_off = decoded if decoded else (transaction_id, -1, -1)
+        raw, cl_off, q_off, _ = decoded if decoded else (transaction_id, -1, -1, "")
         await _maybe_await(svc.end_transaction(
             producer_group=producer_group, topic=topic, msg_id=msg_id, transaction_id=raw,
             commitlog_offset=cl_off, tran_state_table_offset=q_off, commit=commit, from_check=from_check))
@@ -248,7 +249,7 @@ class LocalBackend(Backend):
         if self._listener is None:
             return
         tx = transaction_id if decode_transaction_id(transaction_id) else encode_transaction_id(
-            transaction_id, msg.commitlog_offset, msg.queue_offset)
+            transaction_id, msg.commitlog_offset, msg.queue_offset, self.broker.broker_name)
         await self._listener(producer_group, msg, tx)
 
     async def register_producer(self, client_id: str, producer_group: str) -> None:

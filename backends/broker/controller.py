@@ -253,14 +253,38 @@ class BrokerController:
         if self.config.is_slave:
             return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE,
                                     error="the broker is a SLAVE and does not accept writes")
-        if self.put_message_hooks:
+        tx_prepare = getattr(self.transaction_service, "prepare", None)
+        intercept = getattr(self.timer_service, "intercept", None)
+        if self.put_message_hooks or tx_prepare is not None or intercept is not None:
             out = []
-            for m in messages:
-                for hook in self.put_message_hooks:
-                    m = hook(m)
-                out.append(m)
+            try:
+                for m in messages:
+                    if tx_prepare is not None:
+                        m = tx_prepare(m)
+                    if intercept is not None:
+                        m = intercept(m)
+                    for hook in self.put_message_hooks:
+                        m = hook(m)
+                    out.append(m)
+            except Exception as e:  # noqa: BLE001 -- TimerMessageError etc. carry a remoting code
+                code = getattr(e, "code", None)
+                if code is None:
+                    raise
+                status = PutMessageStatus.MESSAGE_ILLEGAL if code == ResponseCode.MESSAGE_ILLEGAL \
+                    else PutMessageStatus.UNKNOWN_ERROR
+                return PutMessageResult(status, error=str(e))
             messages = out
         return await self.message_store.put_messages(messages)
+
+    def recall_handle_for(self, msg: Message) -> str:
+        """The recall handle of a message the timer service delayed ("" otherwise)."""
+        make = getattr(self.timer_service, "recall_handle_for", None)
+        if make is None:
+            return ""
+        try:
+            return str(make(msg) or "")
+        except Exception:  # noqa: BLE001
+            return ""
 
     def check_topic_for_send(self, topic: str, default_queue_nums: int = 0) -> TopicConfig:
         """RocketMQ's msgCheck: legal name, allowed, exists (or auto-created), writable."""

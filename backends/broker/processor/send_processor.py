@@ -73,6 +73,8 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
                             sys_flag=sys_flag, born_timestamp=born_ts, born_host=born_host,
                             reconsume_times=reconsume)]
         result = await broker.send_messages(msgs, default_qn)
+        queue_id = msgs[0].queue_id if "REAL_QID" not in msgs[0].properties else int(
+            msgs[0].properties["REAL_QID"])
         code, remark = put_status_code(result)
         if not result.results:
             return request.response(code if code != ResponseCode.SUCCESS else ResponseCode.SYSTEM_ERROR,
@@ -80,7 +82,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         first = result.results[0]
         ext = {
             "msgId": ",".join(r.msg_id for r in result.results),
-            "queueId": str(msgs[0].queue_id),
+            "queueId": str(queue_id),
             "queueOffset": str(first.queue_offset),
             "MSG_REGION": "DefaultRegion",
             "TRACE_ON": "true",
@@ -88,6 +90,9 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         uniq = msgs[0].properties.get(MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
         if uniq:
             ext["transactionId"] = uniq
+        recall = broker.recall_handle_for(msgs[0])
+        if recall:
+            ext["recallHandle"] = recall
         if is_batch:
             ext["batchUniqId"] = ",".join(
                 m.properties.get(MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX, "") for m in msgs)
@@ -108,6 +113,23 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         code, remark = put_status_code(result)
         return request.response(code, remark or None)
 
+    @guarded
+    async def recall(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        topic, handle = h.s("topic"), h.s("recallHandle")
+        svc = broker.timer_service
+        if svc is None:
+            return request.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, "recall is not available")
+        try:
+            msg_id = await svc.recall(topic, handle)
+        except Exception as e:  # noqa: BLE001 -- RecallError carries its remoting code
+            code = getattr(e, "code", None)
+            if code is None:
+                raise
+            return request.response(int(code), str(e))
+        return request.response(ext_fields={"msgId": str(msg_id)})
+
+    server.register_processor(RequestCode.RECALL_MESSAGE, recall)
     server.register_processor(RequestCode.SEND_MESSAGE, send)
     server.register_processor(RequestCode.SEND_MESSAGE_V2, send)
     server.register_processor(RequestCode.SEND_BATCH_MESSAGE, send)

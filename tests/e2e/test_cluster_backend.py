@@ -1,0 +1,122 @@
+"""ClusterBackend against real processes: mqnamesrv + two mqbroker (2m-noslave)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.api import BackendError, PullStatus
+from backends.cluster import ClusterBackend
+from backends.model import Message
+from backends.remoting.codes import ResponseCode
+from tests.harness import REPO, ServerProcess, command, free_port, server
+
+pytestmark = pytest.mark.e2e
+
+NS_BOOT = r"The Name Server boot success"
+
+
+def broker_conf(home: Path, name: str, port: int) -> Path:
+    src = (REPO / "conf" / "2m-noslave" / f"{name}.properties").read_text()
+    p = home / f"{name}.properties"
+    p.write_text(src + f"\nlistenPort={port}\nstorePathRootDir={home / name / 'store'}\n"
+                 "mappedFileSizeCommitLog=4194304\n")
+    return p
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[str, list[ServerProcess], dict[str, int]]]:
+    ns_port = free_port()
+    ns_addr = f"127.0.0.1:{ns_port}"
+    ports = {"broker-a": free_port(), "broker-b": free_port()}
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NS_BOOT):
+        procs = []
+        try:
+            for name, port in ports.items():
+                conf = broker_conf(tmp_path, name, port)
+                p = ServerProcess([command("mqbroker"), "-n", ns_addr, "-c", str(conf)], tmp_path)
+                procs.append(p)
+            for name, p in zip(ports, procs, strict=True):
+                p.wait_for(rf"The broker\[{name}, 127\.0\.0\.1:{ports[name]}\] boot success\. serializeType=JSON "
+                           rf"and name server is {ns_addr}", 30)
+            yield ns_addr, procs, ports
+        finally:
+            for p in procs:
+                p.stop()
+
+
+async def test_cluster_backend_send_pull_offsets(cluster: tuple[str, list[ServerProcess], dict[str, int]]) -> None:
+    ns_addr, procs, ports = cluster
+    backend = ClusterBackend([ns_addr], "DefaultCluster")
+    await backend.start()
+    try:
+        assert await backend.healthy()
+        route = await backend.get_route("DefaultCluster")
+        assert sorted(b.broker_name for b in route.broker_datas) == ["broker-a", "broker-b"]
+        assert {b.master_addr for b in route.broker_datas} == {f"127.0.0.1:{p}" for p in ports.values()}
+
+        with pytest.raises(BackendError) as ei:
+            await backend.get_route("NoSuchTopicYet")
+        assert ei.value.code == ResponseCode.TOPIC_NOT_EXIST
+
+        # send to each broker (auto-create), then the route lists both once they re-registered
+        for name in ports:
+            res = await backend.send_message(name, [Message("CT", b"hello-" + name.encode(),
+                                                            {"UNIQ_KEY": f"U-{name}", "TAGS": "A"}, queue_id=1)], 5)
+            assert res[0].broker_name == name and res[0].queue_offset == 0 and res[0].msg_id == f"U-{name}"
+        deadline = time.monotonic() + 10
+        while True:
+            route = await backend.get_route("CT", refresh=True)
+            if len(route.queue_datas) == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert sorted(q.broker_name for q in route.queue_datas) == ["broker-a", "broker-b"]
+
+        batch = [Message("CT", f"b{i}".encode(), {"UNIQ_KEY": f"B{i}"}, queue_id=1) for i in range(3)]
+        res = await backend.send_message("broker-a", batch, 5)
+        assert [r.queue_offset for r in res] == [1, 2, 3]
+
+        pr = await backend.pull_message("broker-a", "CG", "CT", 1, 0, 32, "TAG", "*", 0, 5)
+        assert pr.status is PullStatus.FOUND
+        assert [m.body for m in pr.messages] == [b"hello-broker-a", b"b0", b"b1", b"b2"]
+        assert pr.next_begin_offset == 4
+        pr = await backend.pull_message("broker-a", "CG", "CT", 1, 0, 32, "TAG", "A", 0, 5)
+        assert [m.body for m in pr.messages] == [b"hello-broker-a"]
+
+        # long polling through the backend: woken by a send
+        waiting = asyncio.ensure_future(backend.pull_message("broker-b", "CG", "CT", 1, 1, 32, "TAG", "*", 8000, 10))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await backend.send_message("broker-b", [Message("CT", b"late", {"UNIQ_KEY": "L"}, queue_id=1)], 5)
+        pr = await asyncio.wait_for(waiting, 5)
+        assert [m.body for m in pr.messages] == [b"late"]
+
+        with pytest.raises(BackendError) as ei:
+            await backend.query_consumer_offset("broker-a", "CG", "CT", 1)
+        assert ei.value.code == ResponseCode.QUERY_NOT_FOUND
+        await backend.update_consumer_offset("broker-a", "CG", "CT", 1, 3)
+        assert await backend.query_consumer_offset("broker-a", "CG", "CT", 1) == 3
+        assert await backend.get_max_offset("broker-a", "CT", 1) == 4
+        assert await backend.get_min_offset("broker-a", "CT", 1) == 0
+        assert await backend.search_offset("broker-a", "CT", 1, 0) == 0
+
+        tc = await backend.get_topic_config("CT")
+        assert tc is not None and tc.topic_name == "CT"
+        assert await backend.get_topic_config("Nope") is None
+        assert await backend.get_subscription_group("NeverSeenGroup") is None
+        await backend.register_producer("cid", "PG1")
+    finally:
+        await backend.shutdown()
+
+    # clean shutdown unregisters: after broker-b stops, the route only lists broker-a
+    procs[1].stop()
+    backend = ClusterBackend([ns_addr], "DefaultCluster")
+    try:
+        route = await backend.get_route("DefaultCluster")
+        assert [b.broker_name for b in route.broker_datas] == ["broker-a"]
+    finally:
+        await backend.shutdown()
