@@ -1,0 +1,77 @@
+"""mqbroker as a real process: boot line and log, config errors, -p, registration, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from backends.api import BackendError
+from backends.cluster import ClusterBackend
+from backends.model import Message
+from tests.harness import ServerProcess, command, free_port, server
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bad_config_and_print(tmp_path: Path) -> None:
+    cp = subprocess.run([command("mqbroker"), "-c", str(tmp_path / "missing.conf")], capture_output=True,
+                        text=True, timeout=30)
+    assert cp.returncode == 1 and "missing.conf" in cp.stderr and len(cp.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.conf"
+    bad.write_text("listenPort=notanumber\n")
+    cp = subprocess.run([command("mqbroker"), "-c", str(bad)], capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 1 and "listenPort" in cp.stderr
+    cp = subprocess.run([command("mqbroker"), "-p", "-n", "1.2.3.4:9876"], capture_output=True, text=True,
+                        timeout=30)
+    assert cp.returncode == 0 and "namesrvAddr=1.2.3.4:9876" in cp.stdout and "brokerName=broker-a" in cp.stdout
+
+
+def test_boot_register_shutdown(tmp_path: Path) -> None:
+    ns_port, port = free_port(), free_port()
+    ns = f"127.0.0.1:{ns_port}"
+    conf = tmp_path / "broker.conf"
+    conf.write_text(f"brokerClusterName=C1\nbrokerName=broker-z\nlistenPort={port}\n")
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"):
+        b = ServerProcess([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path)
+        try:
+            b.wait_for(rf"The broker\[broker-z, 127\.0\.0\.1:{port}\] boot success\. serializeType=JSON and name "
+                       rf"server is {ns}", 30)
+            log = (tmp_path / "logs" / "rocketmqlogs" / "broker.log").read_text()
+            assert "boot success" in log
+            topics = json.loads((tmp_path / "store" / "config" / "topics.json").read_text())
+            assert "C1" in topics["topicConfigTable"] and "broker-z" in topics["topicConfigTable"]
+
+            async def check() -> None:
+                be = ClusterBackend([ns], "C1")
+                try:
+                    route = await be.get_route("C1")
+                    assert route.broker_datas[0].broker_addrs == {0: f"127.0.0.1:{port}"}
+                    assert (await be.get_route("broker-z")).queue_datas[0].read_queue_nums == 1
+                    assert (await be.get_route("TBW102")).queue_datas[0].perm == 7
+                    await be.send_message("broker-z", [Message("PT", b"x", {"UNIQ_KEY": "P1"})], 5)
+                finally:
+                    await be.shutdown()
+
+            import asyncio
+
+            asyncio.run(check())
+        finally:
+            b.stop()
+        assert b.proc.returncode == 0, b.text()
+        topics = json.loads((tmp_path / "store" / "config" / "topics.json").read_text())
+        assert "PT" in topics["topicConfigTable"]
+
+        async def gone() -> None:
+            be = ClusterBackend([ns], "C1")
+            try:
+                with pytest.raises(BackendError):
+                    await be.get_route("C1")
+            finally:
+                await be.shutdown()
+
+        import asyncio
+
+        asyncio.run(gone())

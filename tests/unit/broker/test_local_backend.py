@@ -1,0 +1,87 @@
+"""LocalBackend over an in-process BrokerController (no remoting)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backends.api import BackendError, PullStatus, SendStatus
+from backends.broker.controller import BrokerController
+from backends.local import LocalBackend, decode_transaction_id
+from backends.model import Message
+from backends.remoting.codes import ResponseCode
+
+
+async def test_route_send_pull_offsets(broker: BrokerController) -> None:
+    be = LocalBackend(broker)
+    await be.start()
+    assert await be.healthy()
+    with pytest.raises(BackendError) as ei:
+        await be.get_route("LT")
+    assert ei.value.code == ResponseCode.TOPIC_NOT_EXIST
+
+    res = await be.send_message("broker-a", [Message("LT", b"one", {"UNIQ_KEY": "U1", "TAGS": "x"}, queue_id=2)], 5)
+    assert res[0].status is SendStatus.SEND_OK and res[0].msg_id == "U1" and res[0].queue_id == 2
+    assert res[0].queue_offset == 0 and len(res[0].offset_msg_id) == 32
+    res = await be.send_message("broker-a", [Message("LT", b"two", {"UNIQ_KEY": "U2"}, queue_id=2),
+                                             Message("LT", b"three", {"UNIQ_KEY": "U3"}, queue_id=2)], 5)
+    assert [r.queue_offset for r in res] == [1, 2]
+
+    route = await be.get_route("LT")
+    assert route.queue_datas[0].broker_name == "broker-a" and route.queue_datas[0].write_queue_nums == 8
+    assert route.broker_datas[0].broker_addrs[0] == broker.broker_addr
+    assert (await be.get_topic_config("LT")) is not None
+
+    pr = await be.pull_message("broker-a", "LG", "LT", 2, 0, 32, "TAG", "*", 0, 5)
+    assert pr.status is PullStatus.FOUND and [m.body for m in pr.messages] == [b"one", b"two", b"three"]
+    assert pr.messages[0].msg_id == "U1"
+    pr = await be.pull_message("broker-a", "LG", "LT", 2, 0, 32, "TAG", "x", 0, 5)
+    assert [m.body for m in pr.messages] == [b"one"]
+    pr = await be.pull_message("broker-a", "LG", "LT", 2, 3, 32, "TAG", "*", 0, 5)
+    assert pr.status is PullStatus.NO_NEW_MSG
+
+    waiting = asyncio.ensure_future(be.pull_message("broker-a", "LG", "LT", 2, 3, 32, "TAG", "*", 5000, 10))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    await be.send_message("broker-a", [Message("LT", b"four", {"UNIQ_KEY": "U4"}, queue_id=2)], 5)
+    pr = await asyncio.wait_for(waiting, 3)
+    assert [m.body for m in pr.messages] == [b"four"]
+
+    with pytest.raises(BackendError) as ei:
+        await be.query_consumer_offset("broker-a", "LG", "LT", 2)
+    assert ei.value.code == ResponseCode.QUERY_NOT_FOUND
+    await be.update_consumer_offset("broker-a", "LG", "LT", 2, 4)
+    assert await be.query_consumer_offset("broker-a", "LG", "LT", 2) == 4
+    assert await be.get_max_offset("broker-a", "LT", 2) == 4
+    assert await be.get_min_offset("broker-a", "LT", 2) == 0
+    assert await be.search_offset("broker-a", "LT", 2, 0) == 0
+
+    with pytest.raises(BackendError) as ei:
+        await be.send_message("broker-a", [Message("bad topic", b"x")], 5)
+    assert ei.value.code == ResponseCode.MESSAGE_ILLEGAL
+    with pytest.raises(BackendError) as ei:
+        await be.send_message("broker-a", [Message("LT", b"x" * (broker.config.max_message_size + 1))], 5)
+    assert ei.value.code == ResponseCode.MESSAGE_ILLEGAL
+    with pytest.raises(BackendError):
+        await be.send_message("other-broker", [Message("LT", b"x")], 5)
+
+
+async def test_transaction_id_is_self_contained(broker: BrokerController) -> None:
+    be = LocalBackend(broker)
+    res = await be.send_message("broker-a", [Message("TX", b"half", {"UNIQ_KEY": "H1", "TRAN_MSG": "true",
+                                                                     "PGROUP": "PG"})], 5)
+    decoded = decode_transaction_id(res[0].transaction_id)
+    assert decoded is not None and decoded[0] == "H1" and decoded[3] == "broker-a"
+
+
+async def test_subscription_group_and_slave(broker: BrokerController) -> None:
+    be = LocalBackend(broker)
+    assert await be.get_subscription_group("NoSuchGroup") is None
+    broker.subscription_group_manager.find_subscription_group_config("AutoGroup")
+    sg = await be.get_subscription_group("AutoGroup")
+    assert sg is not None and sg.retry_max_times == 16
+    broker.config.broker_role = "SLAVE"
+    with pytest.raises(BackendError) as ei:
+        await be.send_message("broker-a", [Message("LT", b"x")], 5)
+    assert ei.value.code == ResponseCode.SERVICE_NOT_AVAILABLE

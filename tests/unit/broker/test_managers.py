@@ -1,0 +1,73 @@
+"""Topic / subscription group / consumer offset managers: system topics, persistence, retry and DLQ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from backends.broker.broker_config import BrokerConfig
+from backends.broker.consumer_offset_manager import ConsumerOffsetManager
+from backends.broker.controller import BrokerController
+from backends.broker.subscription_group_manager import SubscriptionGroupManager
+from backends.broker.topic_config_manager import TopicConfigManager, parse_attributes, validate_topic_name
+from backends.model import Message, Perm, TopicConfig
+from backends.store.record import decode_records
+
+
+def test_system_topics_and_persistence(tmp_path: Path) -> None:
+    cfg = BrokerConfig(store_path_root_dir=str(tmp_path))
+    tcm = TopicConfigManager(cfg)
+    t = tcm.topic_config_table
+    assert t["TBW102"].perm == Perm.INHERIT | Perm.READ_WRITE and t["TBW102"].write_queue_nums == 8
+    assert "DefaultCluster" in t and "broker-a" in t and "SCHEDULE_TOPIC_XXXX" in t
+    assert "RMQ_SYS_TRANS_HALF_TOPIC" in t and "rmq_sys_wheel_timer" in t
+    tcm.update_topic_config(TopicConfig("Fifo", 4, 4, attributes={"message.type": "FIFO"}))
+    data = json.loads((tmp_path / "config" / "topics.json").read_text())
+    assert data["topicConfigTable"]["Fifo"]["attributes"] == {"message.type": "FIFO"}
+    assert data["dataVersion"]["counter"] >= 1
+    again = TopicConfigManager(cfg)
+    again.load()
+    assert again.select_topic_config("Fifo") == tcm.select_topic_config("Fifo")
+    assert again.select_topic_config("Fifo").message_type.value == "FIFO"  # type: ignore[union-attr]
+    assert again.data_version.counter == tcm.data_version.counter
+
+
+def test_attributes_and_names() -> None:
+    assert parse_attributes("+message.type=FIFO,-x") == ({"message.type": "FIFO"}, {"x"})
+    assert validate_topic_name("ok_Topic-1%|") is None
+    assert validate_topic_name("a" * 128) and validate_topic_name("sp ace") and validate_topic_name("")
+
+
+def test_groups_and_offsets(tmp_path: Path) -> None:
+    cfg = BrokerConfig(store_path_root_dir=str(tmp_path))
+    sgm = SubscriptionGroupManager(cfg)
+    assert sgm.find_subscription_group_config("G") is not None
+    cfg.auto_create_subscription_group = False
+    assert sgm.find_subscription_group_config("H") is None
+    again = SubscriptionGroupManager(cfg)
+    again.load()
+    assert again.get("G") is not None
+    com = ConsumerOffsetManager(cfg)
+    com.commit_offset("h", "G", "T", 3, 42)
+    com.persist()
+    again2 = ConsumerOffsetManager(cfg)
+    again2.load()
+    assert again2.query_offset("G", "T", 3) == 42 and again2.query_offset("G", "T", 0) == -1
+
+
+async def test_send_back_retry_then_dlq(broker: BrokerController) -> None:
+    r = await broker.send_messages([Message("RT", b"body", {"UNIQ_KEY": "R1"}, queue_id=0)])
+    off = r.results[0].commitlog_offset
+    r2 = await broker.consumer_send_msg_back("RG", off, 0, "R1", "RT")
+    assert r2.ok
+    retry = broker.topic_config_manager.select_topic_config("%RETRY%RG")
+    assert retry is not None and retry.read_queue_nums == 1
+    # the retry message is delayed (level 3) by the timer service when present
+    r3 = await broker.consumer_send_msg_back("RG", off, -1, "R1", "RT")
+    assert r3.ok
+    dlq = broker.topic_config_manager.select_topic_config("%DLQ%RG")
+    assert dlq is not None and dlq.read_queue_nums == 1
+    got = broker.message_store.get_messages("%DLQ%RG", 0, 0, 10)
+    msgs = decode_records(b"".join(got.records))
+    assert msgs[0].body == b"body" and msgs[0].properties["RETRY_TOPIC"] == "RT"
+    assert msgs[0].reconsume_times == 1 and msgs[0].properties["ORIGIN_MESSAGE_ID"] == "R1"
