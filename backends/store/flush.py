@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable
 
 from backends.model import PutMessageStatus
@@ -41,6 +42,7 @@ class FlushService:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-flush")
         self.failed: BaseException | None = None
         self.rounds = 0  # completed fdatasync rounds (observability and tests)
+        self.sync_seconds = 0.0  # time spent in fdatasync
         self._idle: asyncio.Event | None = None
 
     # --- SYNC_FLUSH waiters ------------------------------------------------------------------
@@ -77,8 +79,15 @@ class FlushService:
         self._next = self._next_timer = None
         start, target = self.flushed_pos, self._write_pos()
         self._in_flight = True
-        cf = loop.run_in_executor(self._executor, self._sync_to, start, target)
+        cf = loop.run_in_executor(self._executor, self._timed_sync, start, target)
         cf.add_done_callback(lambda f: self._round_done(f, target, fut, timer))
+
+    def _timed_sync(self, start: int, target: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._sync_to(start, target)
+        finally:
+            self.sync_seconds += time.perf_counter() - t0
 
     def _round_done(
         self,

@@ -141,6 +141,16 @@ class MessageStore:
         self._store_ip = ip_bytes(config.store_host[0])
         self._store_port = config.store_host[1]
         self._msg_id_prefix = (self._store_ip + struct.pack(">i", self._store_port)).hex().upper()
+        # write path state: batches encoded but not yet written (see put_messages / _drain)
+        self._enc_pos = 0
+        self._pend_start = 0
+        self._pend_parts: list[bytes] = []
+        self._pend_chunks: list[tuple[int, list[bytes]]] = []
+        self._pend_dispatch: list[tuple[tuple[str, int], int, int, int, Message, int]] = []
+        self._pend_listen: dict[tuple[str, int], int] = {}
+        self._next_qoff: dict[tuple[str, int], int] = {}
+        self._drain_fut: asyncio.Future[PutMessageStatus] | None = None
+        self._drain_error = ""
         self.recovered_unclean = False  # observability: what the last start did
         self.recovery_scanned_bytes = 0
 
@@ -161,6 +171,7 @@ class MessageStore:
         with open(self._abort_path, "wb") as f:
             os.fsync(f.fileno())
         _fsync_dir(self.root)
+        self._enc_pos = self._pend_start = self.commitlog.write_pos
         self._running = True
         self._check_disk()
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="store-flush"))
@@ -270,6 +281,8 @@ class MessageStore:
         self._tasks.clear()
         flush = self._flush
         assert flush is not None and self._checkpoint is not None
+        if self._drain_fut is not None:
+            self._drain()
         status = await flush.flush()
         clean = status is PutMessageStatus.PUT_OK and flush.flushed_pos >= self.commitlog.write_pos
         cqs = list(self._cqs.values())
@@ -369,7 +382,11 @@ class MessageStore:
         return cq
 
     async def put_messages(self, messages: list[Message]) -> PutMessageResult:
-        """Append (each message has its topic and queue_id set) and return after the flush policy."""
+        """Append (each message has its topic and queue_id set) and return after the flush policy.
+
+        The batch is encoded at once; every batch encoded in the same event-loop iteration is written
+        by one ``pwrite`` (per segment) in ``_drain``, which then dispatches consume-queue entries and
+        index keys and answers all their writers through one shared future."""
         if not self._running or self._flush is None:
             return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, error="message store is not running")
         if self._flush.failed is not None:
@@ -381,20 +398,22 @@ class MessageStore:
         if not messages:
             return PutMessageResult(PutMessageStatus.PUT_OK)
         now = int(time.time() * 1000)
-        cl = self.commitlog
-        fs = cl.file_size
-        pos = cl.write_pos
+        fs = self.commitlog.file_size
+        pos = self._enc_pos
         seg_end = pos - pos % fs + fs
-        chunk_start = pos
-        parts: list[bytes] = []
-        writes: list[tuple[int, bytes]] = []
-        dispatch: list[tuple[ConsumeQueue, int, int, int, Message]] = []
-        next_q: dict[tuple[str, int], int] = {}
+        parts = self._pend_parts
+        dispatch = self._pend_dispatch
+        mark = (pos, len(parts), len(self._pend_chunks), len(dispatch))
+        next_q = self._next_qoff
+        touched: dict[tuple[str, int], int] = {}
         store_ip, store_port = self._store_ip, self._store_port
         max_size = self.config.max_message_size
         topic_bytes = self._topic_bytes
         head_pack = _HEAD_V4.pack
         crc32 = zlib.crc32
+        results: list[AppendResult] = []
+        prefix = self._msg_id_prefix
+        error: PutMessageResult | None = None
         for m in messages:
             props = m.properties
             ps = "".join([f"{k}\x01{v}\x02" for k, v in props.items()]).encode() if props else b""
@@ -402,40 +421,42 @@ class MessageStore:
             if tb is None:
                 raw = m.topic.encode()
                 if not raw or len(raw) > 255:
-                    return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
-                                            error=f"topic length {len(raw)} not in 1..255 bytes")
+                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                             error=f"topic length {len(raw)} not in 1..255 bytes")
+                    break
                 tb = bytes((len(raw),)) + raw
                 if len(topic_bytes) > 10000:
                     topic_bytes.clear()
                 topic_bytes[m.topic] = tb
             if len(ps) > MAX_PROPERTIES_LENGTH:
-                return PutMessageResult(PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
-                                        error=f"properties of {len(ps)} bytes exceed {MAX_PROPERTIES_LENGTH}")
+                error = PutMessageResult(PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
+                                         error=f"properties of {len(ps)} bytes exceed {MAX_PROPERTIES_LENGTH}")
+                break
             body = m.body
             if len(body) > max_size:
-                return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
-                                        error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
+                error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                         error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
+                break
             born_ip = ip_bytes(m.born_host[0])
             v6 = len(born_ip) == 16 or len(store_ip) == 16
-            size = 88 + len(body) + len(tb) + 2 + len(ps) + ((12 if len(born_ip) == 16 else 0)
-                                                          + (12 if len(store_ip) == 16 else 0) if v6 else 0)
+            size = 88 + len(body) + len(tb) + 2 + len(ps)
+            if v6:
+                size += (12 if len(born_ip) == 16 else 0) + (12 if len(store_ip) == 16 else 0)
             if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
                 if size + END_FILE_MIN_BLANK_LENGTH > fs:
-                    return PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
-                                            error=f"record of {size} bytes does not fit a commitlog file of {fs}")
+                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                             error=f"record of {size} bytes does not fit a commitlog file of {fs}")
+                    break
                 parts.append(_BLANK.pack(seg_end - pos, BLANK_MAGIC_CODE))
-                writes.append((chunk_start, b"".join(parts)))
-                parts = []
-                pos = chunk_start = seg_end
+                self._pend_chunks.append((self._pend_start, parts))
+                parts = self._pend_parts = []
+                pos = self._pend_start = seg_end
                 seg_end += fs
             key = (m.topic, m.queue_id)
             qoff = next_q.get(key)
             if qoff is None:
-                cq = self._cqs.get(key) or self._cq(m.topic, m.queue_id)
-                qoff = cq.max_offset
-            else:
-                cq = self._cqs[key]
-            next_q[key] = qoff + 1
+                qoff = self._cq(m.topic, m.queue_id).max_offset
+            next_q[key] = touched[key] = qoff + 1
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
@@ -446,30 +467,85 @@ class MessageStore:
                 parts.append(body)
                 parts.append(tb)
                 parts.append(_I16.pack(len(ps)) + ps)
-            dispatch.append((cq, qoff, pos, size, m))
+            dispatch.append((key, qoff, pos, size, m, now))
+            results.append(AppendResult(pos, size, qoff, now, f"{prefix}{pos:016X}"))
             pos += size
-        writes.append((chunk_start, b"".join(parts)))
+        if error is not None:
+            self._rollback_encoded(mark, touched)
+            return error
+        self._enc_pos = pos
+        self._pend_listen.update(touched)
+        fut = self._drain_fut
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._drain_fut = loop.create_future()
+            loop.call_soon(self._drain)
+        status = await fut
+        if status is PutMessageStatus.PUT_OK:
+            return PutMessageResult(status, results)
+        if status is PutMessageStatus.FLUSH_DISK_TIMEOUT:
+            return PutMessageResult(status, results,
+                                    error=f"fdatasync not done within {self.config.sync_flush_timeout} ms")
+        return PutMessageResult(status, error=self._drain_error or status.name)
+
+    def _rollback_encoded(self, mark: tuple[int, int, int, int], touched: dict[tuple[str, int], int]) -> None:
+        """Forget what one rejected batch encoded (nothing of it was written yet)."""
+        pos, nparts, nchunks, ndispatch = mark
+        if len(self._pend_chunks) > nchunks:
+            self._pend_start, self._pend_parts = self._pend_chunks[nchunks]
+            del self._pend_chunks[nchunks:]
+        del self._pend_parts[nparts:]
+        del self._pend_dispatch[ndispatch:]
+        for key in touched:
+            self._next_qoff.pop(key, None)
+        for key, qoff, *_ in self._pend_dispatch:  # earlier pending batches keep their offsets
+            self._next_qoff[key] = max(self._next_qoff.get(key, 0), qoff + 1)
+        self._enc_pos = pos
+
+    def _drain(self) -> None:
+        """Write every pending batch (one pwrite per segment), dispatch, then answer (ASYNC) or hand
+        the answer to the group commit (SYNC)."""
+        fut = self._drain_fut
+        self._drain_fut = None
+        if fut is None:
+            return
+        cl = self.commitlog
+        chunks = self._pend_chunks
+        chunks.append((self._pend_start, self._pend_parts))
+        dispatch = self._pend_dispatch
+        listen = self._pend_listen
+        end = self._enc_pos
+        self._pend_chunks, self._pend_parts, self._pend_dispatch, self._pend_listen = [], [], [], {}
+        self._pend_start = end
         written: list[tuple[int, int]] = []
+        old_end = cl.write_pos
         try:
-            for start, data in writes:
-                cl.write(data, start)
-                written.append((start, len(data)))
+            for start, parts in chunks:
+                if parts:
+                    data = b"".join(parts)
+                    cl.write(data, start)
+                    written.append((start, len(data)))
         except OSError as e:
-            self._undo_writes(written, cl.write_pos)
-            st = PutMessageStatus.DISK_FULL if e.errno in (errno.ENOSPC, errno.EDQUOT) else PutMessageStatus.IO_ERROR
-            if st is PutMessageStatus.DISK_FULL:
+            self._undo_writes(written, old_end)
+            disk = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            if disk:
                 self._disk_full = True
-            log.error("commitlog: write at %d failed: %s; nothing of this batch is kept", cl.write_pos, e)
-            return PutMessageResult(st, error=f"commitlog write failed: {e}")
-        cl.write_pos = pos
-        # dispatch: consume queues + index
-        results: list[AppendResult] = []
-        prefix = self._msg_id_prefix
+            log.error("commitlog: write at %d failed: %s; nothing of these %d messages is kept",
+                      old_end, e, len(dispatch))
+            self._drain_error = f"commitlog write failed: {e}"
+            self._enc_pos = self._pend_start = old_end
+            for key in listen:
+                self._next_qoff.pop(key, None)
+            fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
+            return
+        cl.write_pos = end
+        cqs = self._cqs
         index = self.index if self.config.message_index_enable else None
-        for cq, qoff, phy, size, m in dispatch:
+        last_ts = 0
+        for key, qoff, phy, size, m, ts in dispatch:
             props = m.properties
             tag = props.get(_TAGS)
-            cq.put(qoff, phy, size, tags_code(tag) if tag else 0)
+            (cqs.get(key) or self._cq(*key)).put(qoff, phy, size, tags_code(tag) if tag else 0)
             if index is not None:
                 u = props.get(_UNIQ)
                 k = props.get(_KEYS)
@@ -477,24 +553,36 @@ class MessageStore:
                     keys = k.split(" ") if k else []
                     if u:
                         keys.append(u)
-                    index.put_keys(m.topic, keys, phy, now)
-            results.append(AppendResult(phy, size, qoff, now, f"{prefix}{phy:016X}"))
-        self._last_store_ts = now
-        status = PutMessageStatus.PUT_OK
-        if self._sync:
-            status = await self._flush.wait_durable(pos)
-        if self._listeners:
-            for (topic, qid), nxt in next_q.items():
-                for listener in self._listeners:
-                    try:
-                        listener(topic, qid, nxt)
-                    except Exception:
-                        log.exception("store: arrival listener failed")
-        if status is PutMessageStatus.PUT_OK:
-            return PutMessageResult(status, results)
-        err = {PutMessageStatus.FLUSH_DISK_TIMEOUT: f"fdatasync not done within {self.config.sync_flush_timeout} ms",
-               PutMessageStatus.IO_ERROR: "commitlog fdatasync failed"}.get(status, status.name)
-        return PutMessageResult(status, results, error=err)
+                    index.put_keys(m.topic, keys, phy, ts)
+            last_ts = ts
+        self._last_store_ts = last_ts
+        if not self._sync:
+            fut.set_result(PutMessageStatus.PUT_OK)
+            self._notify(listen)
+            return
+        assert self._flush is not None
+        durable = self._flush.wait_durable(end)
+
+        def done(f: asyncio.Future[PutMessageStatus]) -> None:
+            st = f.result()
+            if st is PutMessageStatus.IO_ERROR:
+                self._drain_error = "commitlog fdatasync failed"
+            if not fut.done():
+                fut.set_result(st)
+            self._notify(listen)
+
+        if durable.done():
+            done(durable)
+        else:
+            durable.add_done_callback(done)
+
+    def _notify(self, listen: dict[tuple[str, int], int]) -> None:
+        for (topic, qid), nxt in listen.items():
+            for listener in self._listeners:
+                try:
+                    listener(topic, qid, nxt)
+                except Exception:
+                    log.exception("store: arrival listener failed")
 
     def _undo_writes(self, written: list[tuple[int, int]], old_end: int) -> None:
         for start, n in written:
@@ -667,6 +755,7 @@ class MessageStore:
     def delete_topics(self, topics: set[str]) -> None:
         for key in [k for k in self._cqs if k[0] in topics]:
             self._cqs.pop(key).destroy()
+            self._next_qoff.pop(key, None)
         for t in topics:
             try:
                 os.rmdir(os.path.join(self._cq_root, t))
