@@ -1,0 +1,96 @@
+"""Process stacks for the proxy's end-to-end tests: embedded, Local and Cluster mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness import ServerProcess, command, free_port, server
+
+PROXY_BOOT = "rocketmq-proxy startup successfully"
+NAMESRV_BOOT = "The Name Server boot success"
+BROKER_BOOT = r"The broker\[.*boot success"
+
+
+@dataclass
+class Stack:
+    mode: str
+    endpoint: str  # gRPC host:port
+    namesrv: str
+    home: Path
+    procs: list[ServerProcess] = field(default_factory=list)
+
+    def admin(self, *args: str) -> str:
+        cp = subprocess.run([command("mqadmin"), *args, "-n", self.namesrv], capture_output=True, text=True,
+                            timeout=30)
+        if cp.returncode != 0:
+            raise AssertionError(f"mqadmin {args} failed: {cp.stdout}\n{cp.stderr}")
+        return cp.stdout
+
+    def create_topic(self, topic: str, message_type: str | None = None) -> None:
+        args = ["updateTopic", "-c", "DefaultCluster", "-t", topic]
+        if message_type:
+            args += ["-a", f"+message.type={message_type}"]
+        self.admin(*args)
+
+    def create_group(self, group: str, *extra: str) -> None:
+        self.admin("updateSubGroup", "-c", "DefaultCluster", "-g", group, *extra)
+
+    def logs(self) -> str:
+        return "\n".join(p.text()[-4000:] for p in self.procs)
+
+
+def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "ASYNC_FLUSH") -> Path:
+    path.write_text(
+        f"brokerClusterName=DefaultCluster\nbrokerName={name}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n"
+        f"flushDiskType={flush}\nlistenPort={port}\nstorePathRootDir={store}\nbrokerIP1=127.0.0.1\n"
+    )
+    return path
+
+
+@contextmanager
+def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH") -> Iterator[Stack]:
+    grpc_port, ns_port = free_port(), free_port()
+    pc = home / "rmq-proxy.json"
+    pc.write_text(json.dumps({"rocketMQClusterName": "DefaultCluster", "grpcServerPort": grpc_port,
+                              "namesrvListenPort": ns_port}))
+    ns = f"127.0.0.1:{ns_port}"
+    with ExitStack() as es:
+        st = Stack(mode, f"127.0.0.1:{grpc_port}", ns, home)
+        if mode == "embedded":
+            bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+            st.procs.append(es.enter_context(server([command("mqproxy"), "-pc", str(pc), "-bc", str(bc)],
+                                                    home, PROXY_BOOT)))
+        else:
+            st.procs.append(es.enter_context(
+                server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT)))
+            if mode == "local":
+                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+                st.procs.append(es.enter_context(server(
+                    [command("mqproxy"), "-pm", "local", "-n", ns, "-pc", str(pc), "-bc", str(bc)],
+                    home, PROXY_BOOT)))
+            else:
+                for name in ("broker-a", "broker-b"):
+                    bc = _broker_conf(home / f"{name}.conf", name, free_port(), home / f"store-{name}", flush)
+                    st.procs.append(es.enter_context(server(
+                        [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT)))
+                st.procs.append(es.enter_context(server(
+                    [command("mqproxy"), "-pm", "cluster", "-n", ns, "-pc", str(pc)], home, PROXY_BOOT)))
+        yield st
+
+
+def _ns_conf(home: Path, port: int) -> Path:
+    p = home / "namesrv.conf"
+    p.write_text(f"listenPort={port}\n")
+    return p
+
+
+def parse_result(stdout: str) -> dict:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise AssertionError(f"no RESULT line in:\n{stdout[-3000:]}")
