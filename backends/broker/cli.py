@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +92,20 @@ async def serve(config: BrokerConfig, args: argparse.Namespace) -> int:
 
 
 async def start_proxy(broker: Any, proxy_config_path: str | None) -> Any:
-    """--enable-proxy: a Local-mode proxy in this process (proxy.server when present)."""
+    """--enable-proxy: a Local-mode proxy in this process, in front of this broker."""
     try:
-        from proxy import local_mode  # type: ignore[attr-defined]
-    except ImportError:
-        raise RuntimeError("--enable-proxy: the proxy package is not available") from None
-    return await local_mode.start_in_broker(broker, proxy_config_path)
+        from proxy.config import ProxyConfig
+        from proxy.server import run_proxy_with_backend
+    except ImportError as e:
+        raise RuntimeError(f"--enable-proxy: the proxy package is not available ({e})") from None
+    from backends.local import LocalBackend
+
+    cfg = ProxyConfig.load(proxy_config_path)
+    server = await run_proxy_with_backend(cfg, LocalBackend(broker), manage_backend=False)
+    line = f"{time.strftime('%a %b %d %H:%M:%S %Z %Y')} rocketmq-proxy startup successfully"
+    logging.getLogger("proxy").info(line)
+    print(line, flush=True)
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,3 +75,17 @@ def test_boot_register_shutdown(tmp_path: Path) -> None:
         import asyncio
 
         asyncio.run(gone())
+
+
+def test_enable_proxy(tmp_path: Path) -> None:
+    from tests.harness import wait_port
+
+    port, grpc_port = free_port(), free_port()
+    conf = tmp_path / "broker.conf"
+    conf.write_text(f"listenPort={port}\n")
+    pc = tmp_path / "rmq-proxy.json"
+    pc.write_text(json.dumps({"rocketMQClusterName": "DefaultCluster", "grpcServerPort": grpc_port}))
+    with server([command("mqbroker"), "-c", str(conf), "--enable-proxy", "-pc", str(pc)], tmp_path,
+                "rocketmq-proxy startup successfully") as b:
+        assert "boot success. serializeType=JSON" in b.text() and "name server is" not in b.text()
+        wait_port(grpc_port, 5)
