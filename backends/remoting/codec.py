@@ -136,35 +136,49 @@ def _decode_json_header(raw: bytes | memoryview) -> RemotingCommand:
         h = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise CodecError(f"header is not JSON: {e}") from None
-    if not isinstance(h, dict):
+    if type(h) is not dict:
         raise CodecError("header is not a JSON object")
-    if "code" not in h:
-        raise CodecError("header has no code")
+    code = h.get("code")
+    if type(code) is not int:
+        if code is None:
+            raise CodecError("header has no code")
+        code = _int(code, "code")
     ext = h.get("extFields")
+    ext_fields: dict[str, str]
     if ext is None:
-        ext_fields: dict[str, str] = {}
-    elif isinstance(ext, dict):
         ext_fields = {}
-        for k, v in ext.items():
-            if v is None:
-                continue
-            ext_fields[k] = v if isinstance(v, str) else (
-                orjson.dumps(v).decode() if isinstance(v, dict | list) else _str(v)
-            )
+    elif type(ext) is dict:
+        ext_fields = ext
+        for v in ext.values():
+            if type(v) is not str:  # numbers, booleans or nulls from a lenient client: normalise
+                ext_fields = {}
+                for k, v2 in ext.items():
+                    if v2 is None:
+                        continue
+                    ext_fields[k] = v2 if isinstance(v2, str) else (
+                        orjson.dumps(v2).decode() if isinstance(v2, dict | list) else _str(v2)
+                    )
+                break
     else:
         raise CodecError("extFields is not an object")
     remark = h.get("remark")
     language = h.get("language", "JAVA")
-    if isinstance(language, int) and not isinstance(language, bool):
-        language = LANGUAGES[language] if 0 <= language < len(LANGUAGES) else "OTHER"
+    if type(language) is not str:
+        if isinstance(language, int) and not isinstance(language, bool):
+            language = LANGUAGES[language] if 0 <= language < len(LANGUAGES) else "OTHER"
+        else:
+            language = str(language)
+    opaque = h.get("opaque", 0)
+    flag = h.get("flag", 0)
+    version = h.get("version", 0)
     return RemotingCommand(
-        code=_int(h["code"], "code"),
+        code=code,
         ext_fields=ext_fields,
-        opaque=_int(h.get("opaque", 0), "opaque"),
-        flag=_int(h.get("flag", 0), "flag"),
-        remark=None if remark is None else str(remark),
-        language=str(language),
-        version=_int(h.get("version", 0), "version"),
+        opaque=opaque if type(opaque) is int else _int(opaque, "opaque"),
+        flag=flag if type(flag) is int else _int(flag, "flag"),
+        remark=remark if remark is None or type(remark) is str else str(remark),
+        language=language,
+        version=version if type(version) is int else _int(version, "version"),
         serialize_type=SERIALIZE_JSON,
     )
 
@@ -229,7 +243,7 @@ def decode(frame: bytes | bytearray | memoryview) -> RemotingCommand:
     header_len = mark & 0xFFFFFF
     if 4 + header_len > n:
         raise CodecError(f"header length {header_len} exceeds frame length {n}")
-    view = memoryview(frame)
+    view = frame if type(frame) is memoryview else memoryview(frame)
     header = view[4 : 4 + header_len]
     if serialize_type == SERIALIZE_JSON:
         cmd = _decode_json_header(header)
@@ -248,10 +262,11 @@ class FrameDecoder:
     :class:`CodecError` before anything is buffered for it.
     """
 
-    __slots__ = ("_buf", "max_frame_size")
+    __slots__ = ("_buf", "_need", "max_frame_size")
 
     def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
         self._buf = bytearray()
+        self._need = 0  # bytes the buffered partial frame needs before it can be decoded
         self.max_frame_size = max_frame_size
 
     @property
@@ -260,21 +275,28 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[RemotingCommand]:
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []  # still incomplete: no copy, no re-parse
+            data = bytes(buf)
+            buf.clear()
         out: list[RemotingCommand] = []
+        view = memoryview(data)
+        n = len(data)
         pos = 0
-        n = len(buf)
-        try:
-            while n - pos >= 4:
-                (length,) = _INT.unpack_from(buf, pos)
-                if length < 4 or length > self.max_frame_size:
-                    raise CodecError(f"bad frame length {length}")
-                if n - pos - 4 < length:
-                    break
-                start = pos + 4
-                out.append(decode(bytes(buf[start : start + length])))
-                pos = start + length
-        finally:
-            if pos:
-                del buf[:pos]
+        need = 4
+        while n - pos >= 4:
+            (length,) = _INT.unpack_from(data, pos)
+            if length < 4 or length > self.max_frame_size:
+                raise CodecError(f"bad frame length {length}")
+            if n - pos - 4 < length:
+                need = 4 + length
+                break
+            start = pos + 4
+            out.append(decode(view[start : start + length]))
+            pos = start + length
+        if pos < n:
+            buf += view[pos:]
+            self._need = need
         return out

@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,6 +67,7 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: deque[RemotingCommand] = deque()
         self.remote_addr = ""
         self.local_addr = ""
         # Free for processors: e.g. the client id or broker name this connection speaks for.
@@ -100,6 +102,8 @@ class Connection(asyncio.Protocol):
                     fut.set_result(cmd)
                 elif fut is None:
                     log.debug("response with unknown opaque %d from %s", cmd.opaque, self.remote_addr)
+            elif self._inflight >= self._max_inflight:
+                self._backlog.append(cmd)  # reading is paused; these few run as others finish
             else:
                 self._dispatch(cmd)
 
@@ -108,6 +112,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._backlog.clear()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -167,13 +172,15 @@ class Connection(asyncio.Protocol):
                 self.write(resp)
         finally:
             self._inflight -= 1
+            while self._backlog and self._inflight < self._max_inflight and not self._closed:
+                self._dispatch(self._backlog.popleft())
             if self._reading_paused:
                 self._update_reading()
 
     def _update_reading(self) -> None:
         if self._transport is None or self._closed:
             return
-        should_pause = self._writing_paused or self._inflight >= self._max_inflight
+        should_pause = self._writing_paused or self._inflight >= self._max_inflight or bool(self._backlog)
         if should_pause and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()

@@ -196,3 +196,28 @@ def test_under_uvloop() -> None:
         await s.shutdown()
 
     uvloop.run(main())
+
+
+async def test_inflight_limit_pauses_reading() -> None:
+    gate = asyncio.Event()
+    started = 0
+
+    async def blocked(req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        nonlocal started
+        started += 1
+        await gate.wait()
+        return req.response()
+
+    s = RemotingServer("127.0.0.1", 0, max_inflight_per_connection=4)
+    s.register_processor(1000, blocked)
+    await s.start()
+    c = RemotingClient()
+    addr = f"127.0.0.1:{s.port}"
+    calls = [asyncio.ensure_future(c.invoke(addr, RemotingCommand.request(1000), 5)) for _ in range(10)]
+    await asyncio.sleep(0.3)
+    assert started == 4  # the rest wait (reading paused) until these finish
+    gate.set()
+    res = await asyncio.gather(*calls)
+    assert all(r.code == 0 for r in res) and started == 10
+    await c.close()
+    await s.shutdown()
