@@ -253,16 +253,12 @@ class BrokerController:
         if self.config.is_slave:
             return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE,
                                     error="the broker is a SLAVE and does not accept writes")
-        tx_prepare = getattr(self.transaction_service, "prepare", None)
-        intercept = getattr(self.timer_service, "intercept", None)
-        if self.put_message_hooks or tx_prepare is not None or intercept is not None:
+        # The transaction service (prepare: half messages) and the timer service (intercept: delayed
+        # messages) join this path through add_put_message_hook when they are constructed.
+        if self.put_message_hooks:
             out = []
             try:
                 for m in messages:
-                    if tx_prepare is not None:
-                        m = tx_prepare(m)
-                    if intercept is not None:
-                        m = intercept(m)
                     for hook in self.put_message_hooks:
                         m = hook(m)
                     out.append(m)

@@ -85,3 +85,40 @@ async def test_subscription_group_and_slave(broker: BrokerController) -> None:
     with pytest.raises(BackendError) as ei:
         await be.send_message("broker-a", [Message("LT", b"x")], 5)
     assert ei.value.code == ResponseCode.SERVICE_NOT_AVAILABLE
+
+
+async def test_pop_ack_through_local_backend(broker: BrokerController) -> None:
+    pytest.importorskip("backends.broker.pop.service")
+    from backends.api import PopRequest, PopStatus
+
+    be = LocalBackend(broker)
+    if broker.pop_service is None:
+        pytest.skip("POP service not wired")
+    broker.topic_config_manager.create_topic_if_absent("PopT", 1, 1)
+    # a new group starts at the latest offset: pop once to fix the start, then send
+    first = await be.pop_message("broker-a", PopRequest("PopG", "PopT", max_msg_nums=4), 5)
+    assert first.status is not PopStatus.FOUND
+    await be.send_message("broker-a", [Message("PopT", b"p1", {"UNIQ_KEY": "P1"}, queue_id=0)], 5)
+    got = await be.pop_message("broker-a", PopRequest("PopG", "PopT", max_msg_nums=4, poll_time_ms=2000), 5)
+    assert got.status is PopStatus.FOUND and [m.body for m in got.messages] == [b"p1"]
+    await be.ack_message("broker-a", "PopG", "PopT", got.messages[0].properties["POP_CK"])
+
+
+async def test_transaction_commit_through_local_backend(broker: BrokerController) -> None:
+    pytest.importorskip("backends.broker.transaction.service")
+    if broker.transaction_service is None:
+        pytest.skip("transaction service not wired")
+    be = LocalBackend(broker)
+    checks: list[tuple[str, str]] = []
+
+    async def listener(group: str, msg: object, tx: str) -> None:
+        checks.append((group, tx))
+
+    be.set_transaction_check_listener(listener)
+    res = await be.send_message("broker-a", [Message("TxT", b"half", {"UNIQ_KEY": "TX1", "TRAN_MSG": "true",
+                                                                      "PGROUP": "PG"}, queue_id=0)], 5)
+    assert broker.get_max_offset("TxT", 0) == 0  # invisible while half
+    await be.end_transaction("broker-a", "PG", "TxT", "TX1", res[0].transaction_id, True, False)
+    assert broker.get_max_offset("TxT", 0) == 1
+    pr = await be.pull_message("broker-a", "G", "TxT", 0, 0, 32, "TAG", "*", 0, 5)
+    assert [m.body for m in pr.messages] == [b"half"] and pr.messages[0].msg_id == "TX1"
