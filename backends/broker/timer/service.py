@@ -34,9 +34,11 @@ How it works (facts from RocketMQ's HookUtils/TimerMessageStore; the wheel is re
 
 Broker wiring::
 
-    self.timer_service = TimerMessageService(self)   # after message_store exists
+    self.timer_service = TimerMessageService(self)   # after message_store exists; registers
+                                                     # self.intercept via broker.add_put_message_hook
     await self.timer_service.start()                 # after message_store.start()
-    ...put path: msg = self.timer_service.intercept(msg)  (TimerMessageError -> MESSAGE_ILLEGAL)
+    ...put path: msg = hook(msg)  raises TimerMessageError (a BackendError, code MESSAGE_ILLEGAL)
+    ...send result: broker.recall_handle_for(msg) -> timer_service.recall_handle_for(msg)
     ...RECALL_MESSAGE 370 / Backend.recall_message: msg_id = await self.timer_service.recall(topic, handle)
     await self.timer_service.shutdown()              # before message_store.shutdown()
 """
@@ -52,6 +54,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from backends.api import BackendError
 from backends.broker.timer.recall_handle import RecallHandleError, build_handle, decode_handle
 from backends.model import (
     TIMER_TOPIC,
@@ -86,21 +89,24 @@ _DROP_ON_DELIVERY = (
 )
 
 
-class TimerMessageError(ValueError):
-    """A timed/delayed message the broker must refuse (MESSAGE_ILLEGAL)."""
+class TimerMessageError(BackendError):
+    """A timed/delayed message the broker must refuse: ``code`` MESSAGE_ILLEGAL (13)."""
 
-    code = ResponseCode.MESSAGE_ILLEGAL
+    def __init__(self, message: str) -> None:
+        super().__init__(ResponseCode.MESSAGE_ILLEGAL, message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
-class RecallError(ValueError):
-    """RecallMessage failed; ``str()`` is the remark for the client."""
+class RecallError(BackendError):
+    """RecallMessage failed: ``code`` ILLEGAL_OPERATION (604) unless given; ``str()`` is the remark."""
 
-    code = ResponseCode.ILLEGAL_OPERATION
+    def __init__(self, message: str, code: int = ResponseCode.ILLEGAL_OPERATION) -> None:
+        super().__init__(code, message)
 
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
+    def __str__(self) -> str:
+        return self.message
 
 
 def build_delete_key(real_topic: str, uniq_key: str) -> str:
@@ -217,6 +223,10 @@ class TimerMessageService:
         self._started = False
         self.delivered_count = 0
         self.cancelled_count = 0
+        # Join the broker's put path (BrokerController.add_put_message_hook) when it offers one.
+        add_hook = getattr(broker, "add_put_message_hook", None)
+        if callable(add_hook):
+            add_hook(self.intercept)
 
     # -- config helpers ------------------------------------------------------------------------------
 
