@@ -1,0 +1,41 @@
+"""Every broker processor answers a missing/ill-typed header or a garbage body with an error response."""
+
+from __future__ import annotations
+
+from backends.broker.controller import BrokerController
+from backends.remoting.client import RemotingClient
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
+
+CODES = [
+    RequestCode.SEND_MESSAGE, RequestCode.SEND_MESSAGE_V2, RequestCode.SEND_BATCH_MESSAGE, RequestCode.PULL_MESSAGE,
+    RequestCode.QUERY_MESSAGE, RequestCode.VIEW_MESSAGE_BY_ID, RequestCode.HEART_BEAT, RequestCode.UNREGISTER_CLIENT,
+    RequestCode.GET_CONSUMER_LIST_BY_GROUP, RequestCode.QUERY_CONSUMER_OFFSET, RequestCode.UPDATE_CONSUMER_OFFSET,
+    RequestCode.GET_MAX_OFFSET, RequestCode.GET_MIN_OFFSET, RequestCode.SEARCH_OFFSET_BY_TIMESTAMP,
+    RequestCode.GET_EARLIEST_MSG_STORETIME, RequestCode.CONSUMER_SEND_MSG_BACK, RequestCode.UPDATE_AND_CREATE_TOPIC,
+    RequestCode.DELETE_TOPIC_IN_BROKER, RequestCode.GET_TOPIC_CONFIG, RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+    RequestCode.DELETE_SUBSCRIPTIONGROUP, RequestCode.GET_SUBSCRIPTIONGROUP_CONFIG, RequestCode.GET_TOPIC_STATS_INFO,
+    RequestCode.GET_CONSUME_STATS, RequestCode.GET_CONSUMER_CONNECTION_LIST, RequestCode.RECALL_MESSAGE,
+]
+
+BAD_FIELDS = [
+    {},
+    {"topic": "T", "queueId": "abc", "consumerGroup": "G", "queueOffset": "x", "offset": "y", "group": "G",
+     "commitOffset": "z", "timestamp": "t", "key": "k", "maxNum": "q", "b": "T", "e": "nope"},
+    {"topic": "T" * 300, "queueId": "-5", "consumerGroup": "G", "queueOffset": "-1", "offset": "-1", "group": "G",
+     "commitOffset": "-1", "timestamp": "-1", "key": "k", "maxNum": "0", "b": "T", "e": "-1"},
+]
+
+
+async def test_bad_requests_get_error_responses(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    for code in CODES:
+        for fields in BAD_FIELDS:
+            for body in (b"", b"\x00\xffgarbage{"):
+                r = await client.invoke(addr, RemotingCommand.request(code, dict(fields), body), 5)
+                assert r.is_response, (code, fields)
+                if r.code != ResponseCode.SUCCESS:
+                    assert r.remark, (code, fields, r.code)
+    # the broker still works
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_RUNTIME_INFO), 5)
+    assert r.code == ResponseCode.SUCCESS
