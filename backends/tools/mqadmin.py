@@ -29,8 +29,8 @@ from backends.model import (
     TopicConfig,
 )
 from backends.remoting import json_body
-from backends.remoting.codes import ResponseCode
-from backends.tools.admin_client import AdminClient, AdminError
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.tools.admin_client import AdminClient, AdminError, iter_mq_table
 
 Handler = Callable[[AdminClient, argparse.Namespace], Awaitable[None]]
 
@@ -284,7 +284,24 @@ async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None
 
 async def reset_offset_by_time(admin: AdminClient, a: argparse.Namespace) -> None:
     rows = []
-    for broker_name, addr in await admin.route_masters(a.topic):
+    masters = await admin.route_masters(a.topic)
+    # RocketMQ first asks each broker to reset and notify online consumers (INVOKE_BROKER_TO_RESET_OFFSET);
+    # a broker without that (or with no consumer online) gets the offsets written directly.
+    new_way: list[list[Any]] = []
+    for broker_name, addr in masters:
+        resp = await admin.call(addr, RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, {
+            "topic": a.topic, "group": a.group, "timestamp": a.timestamp, "isForce": a.force})
+        if resp.code != ResponseCode.SUCCESS:
+            new_way = []
+            break
+        data = json_body.loads(resp.body) if resp.body else {}
+        for mq, v in iter_mq_table(data.get("offsetTable")):
+            new_way.append([mq.broker_name or broker_name, mq.queue_id, v.get("value", v)])
+    if new_way:
+        print(f"reset offset of group [{a.group}] topic [{a.topic}] to {fmt_ts(a.timestamp)}:")
+        print(table(sorted(new_way, key=lambda r: (r[0], r[1])), ["#brokerName", "#queueId", "#offset"]))
+        return
+    for broker_name, addr in masters:
         stats = await admin.topic_stats(addr, a.topic)
         for mq, _ in sorted(stats, key=lambda e: e[0].queue_id):
             offset = await admin.search_offset(addr, a.topic, mq.queue_id, a.timestamp)

@@ -121,3 +121,12 @@ def test_broker_commands(namesrv: str, broker: str) -> None:
     out = mqadmin("deleteTopic", *n, "-c", "AdminCluster", "-t", "AdmT").stdout
     assert "from NameServer success" in out
     assert mqadmin("topicRoute", *n, "-t", "AdmT", ok=False).returncode == 1
+
+
+def test_bench_remoting_smoke(broker: str) -> None:
+    for mode in ("send", "pull"):
+        cp = subprocess.run([command("mqbench"), "remoting", "-a", broker, "--mode", mode, "--topic", "BenchT",
+                             "--queues", "2", "--concurrency", "4", "--seconds", "1", "--size", "100"],
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, cp.stdout + cp.stderr
+        assert "Throughput:" in cp.stdout and "p999=" in cp.stdout and "errors=0" in cp.stdout
