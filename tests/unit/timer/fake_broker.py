@@ -150,6 +150,14 @@ async def open_store(root: str, clock: Callable[[], int], memory: MemoryStore | 
     return MemoryStore(clock)
 
 
+async def reopen_store(root: str, clock: Callable[[], int], store: Any) -> Any:
+    """A broker restart: the real store is shut down and opened again over the same directory."""
+    if isinstance(store, MemoryStore):
+        return store
+    await store.shutdown()
+    return await open_store(root, clock)
+
+
 def store_messages(store: Any, topic: str, queue_id: int = 0) -> list[MessageExt]:
     """Every message of a queue, decoded."""
     if isinstance(store, MemoryStore):

@@ -17,7 +17,7 @@ from backends.broker.timer import (
     decode_handle,
 )
 from backends.model import TIMER_TOPIC, Message, MessageConst, SysFlag
-from tests.unit.timer.fake_broker import FakeClock, StandInBroker, open_store, store_messages
+from tests.unit.timer.fake_broker import FakeClock, StandInBroker, open_store, reopen_store, store_messages
 
 TOPIC = "TopicTest"
 
@@ -26,6 +26,8 @@ def msg(uniq: str, **props: str) -> Message:
     p = {MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX: uniq, MessageConst.TAGS: "t"}
     p.update(props)
     return Message(topic=TOPIC, body=f"body-{uniq}".encode(), properties=p, queue_id=3)
+
+OPEN_STORES: list[Any] = []
 
 
 class Env:
@@ -40,7 +42,9 @@ class Env:
 
     async def restart(self) -> Env:
         await self.timer.shutdown()
-        env = Env(self.root, self.clock, self.store)
+        store = await reopen_store(self.root, self.clock, self.store)
+        OPEN_STORES.append(store)
+        env = Env(self.root, self.clock, store)
         await env.timer.start(run_loop=False)
         return env
 
@@ -51,10 +55,14 @@ async def env(tmp_path: Any) -> Any:
     store = await open_store(str(tmp_path), clock)
     e = Env(str(tmp_path), clock, store)
     await e.timer.start(run_loop=False)
+    OPEN_STORES[:] = [store]
     yield e
     await e.timer.shutdown()
-    if hasattr(store, "shutdown"):
-        await store.shutdown()
+    for s in OPEN_STORES:
+        try:
+            await s.shutdown()
+        except Exception:  # already shut down by a restart
+            pass
 
 
 # --- interception ----------------------------------------------------------------------------------

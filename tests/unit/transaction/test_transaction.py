@@ -24,10 +24,12 @@ from backends.model import (
 )
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from tests.unit.timer.fake_broker import FakeClock, StandInBroker, open_store, store_messages
+from tests.unit.timer.fake_broker import FakeClock, StandInBroker, open_store, reopen_store, store_messages
 
 TOPIC = "TxTopic"
 GROUP = "PG_tx"
+
+OPEN_STORES: list[Any] = []
 
 
 class Env:
@@ -56,7 +58,9 @@ class Env:
 
     async def restart(self) -> Env:
         await self.tx.shutdown()
-        env = Env(self.root, self.clock, self.store)
+        store = await reopen_store(self.root, self.clock, self.store)
+        OPEN_STORES.append(store)
+        env = Env(self.root, self.clock, store)
         await env.tx.start(run_loop=False)
         return env
 
@@ -67,10 +71,14 @@ async def env(tmp_path: Any) -> Any:
     store = await open_store(str(tmp_path), clock)
     e = Env(str(tmp_path), clock, store)
     await e.tx.start(run_loop=False)
+    OPEN_STORES[:] = [store]
     yield e
     await e.tx.shutdown()
-    if hasattr(store, "shutdown"):
-        await store.shutdown()
+    for s in OPEN_STORES:
+        try:
+            await s.shutdown()
+        except Exception:  # already shut down by a restart
+            pass
 
 
 async def test_prepare_makes_half_message(env: Env) -> None:
