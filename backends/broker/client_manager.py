@@ -124,6 +124,23 @@ class ConsumerManager:
                     del self.consumer_table[group]
         return left
 
+    def scan_not_active(self, timeout_s: float) -> list[str]:
+        """Drop clients not heard from (heartbeat) within ``timeout_s``; returns the groups that changed."""
+        now = time.time()
+        changed = []
+        for group, g in list(self.consumer_table.items()):
+            stale = [k for k, c in g.channels.items()
+                     if now - c.last_update > timeout_s or getattr(c.conn, "closed", False)]
+            for k in stale:
+                info = g.channels.pop(k)
+                log.warning("consumer %s of group %s expired (no heartbeat for %.0f s)", info.client_id, group,
+                            now - info.last_update)
+            if stale:
+                changed.append(group)
+            if not g.channels:
+                del self.consumer_table[group]
+        return changed
+
     def get(self, group: str) -> ConsumerGroupInfo | None:
         return self.consumer_table.get(group)
 
@@ -156,6 +173,15 @@ class ProducerManager:
     def connection_closed(self, conn: Any) -> None:
         for group, chans in list(self.group_channel_table.items()):
             if chans.pop(id(conn), None) is not None and not chans:
+                del self.group_channel_table[group]
+
+    def scan_not_active(self, timeout_s: float) -> None:
+        now = time.time()
+        for group, chans in list(self.group_channel_table.items()):
+            for k in [k for k, c in chans.items()
+                      if now - c.last_update > timeout_s or getattr(c.conn, "closed", False)]:
+                del chans[k]
+            if not chans:
                 del self.group_channel_table[group]
 
     def available_channels(self, group: str) -> list[ClientChannelInfo]:

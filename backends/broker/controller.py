@@ -57,6 +57,8 @@ NOT_ALLOWED_SEND_TOPICS = frozenset(
      "rmq_sys_SYNC_BROKER_MEMBER"}
 )
 
+CHANNEL_EXPIRED_SECONDS = 120.0
+
 # A hook may rewrite a message before it is stored (timer/transaction interception) and return it.
 PutMessageHook = Callable[[Message], Message]
 
@@ -164,6 +166,7 @@ class BrokerController:
         self.subscription_group_manager.persist()
         self._started = True
         self._tasks.append(asyncio.create_task(self._persist_offsets_loop()))
+        self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
         await self.broker_outer_api.start()
 
     def _init_services(self) -> None:
@@ -234,6 +237,14 @@ class BrokerController:
         while True:
             await asyncio.sleep(interval)
             self.consumer_offset_manager.persist_if_dirty()
+
+    async def _housekeeping_loop(self) -> None:
+        """RocketMQ's ClientHousekeepingService: forget clients without a heartbeat for 120 s."""
+        while True:
+            await asyncio.sleep(10)
+            for group in self.consumer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS):
+                self.notify_consumer_ids_changed(group)
+            self.producer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS)
 
     def _on_topic_change(self, tc: TopicConfig | None) -> None:
         if self._started:

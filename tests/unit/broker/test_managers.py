@@ -71,3 +71,20 @@ async def test_send_back_retry_then_dlq(broker: BrokerController) -> None:
     msgs = decode_records(b"".join(got.records))
     assert msgs[0].body == b"body" and msgs[0].properties["RETRY_TOPIC"] == "RT"
     assert msgs[0].reconsume_times == 1 and msgs[0].properties["ORIGIN_MESSAGE_ID"] == "R1"
+
+
+def test_consumer_expiry_without_heartbeat() -> None:
+    import time
+
+    from backends.broker.client_manager import ClientChannelInfo, ConsumerManager, SubscriptionData
+
+    cm = ConsumerManager()
+    conn = object()
+    info = ClientChannelInfo("c1", "1.2.3.4:5", "JAVA", 1, conn)
+    assert cm.register_consumer("G", info, "CONSUME_PASSIVELY", "CLUSTERING", "CONSUME_FROM_LAST_OFFSET",
+                                [SubscriptionData("T")])
+    assert not cm.register_consumer("G", ClientChannelInfo("c1", "1.2.3.4:5", "JAVA", 1, conn),
+                                    "CONSUME_PASSIVELY", "CLUSTERING", "CONSUME_FROM_LAST_OFFSET", [])
+    assert cm.scan_not_active(120) == []
+    info.last_update = time.time() - 200
+    assert cm.scan_not_active(120) == ["G"] and cm.get("G") is None
