@@ -21,6 +21,7 @@ from backends.broker.client_manager import ClientChannelInfo, ConsumerManager, P
 from backends.broker.consumer_offset_manager import ConsumerOffsetManager
 from backends.broker.pull_filter import MessageFilterFn
 from backends.broker.pull_service import PullOutcome, PullRequestHoldService
+from backends.broker.rebalance_lock_manager import RebalanceLockManager
 from backends.broker.subscription_group_manager import SubscriptionGroupManager
 from backends.broker.topic_config_manager import TopicConfigManager, validate_topic_name
 from backends.model import (
@@ -108,6 +109,7 @@ class BrokerController:
         self.consumer_manager = ConsumerManager()
         self.producer_manager = ProducerManager()
         self.pull_hold_service = PullRequestHoldService(self.message_store)
+        self.rebalance_lock_manager = RebalanceLockManager()
         self.broker_outer_api = BrokerOuterAPI(self)
         self.pop_service = None
         self.timer_service = None

@@ -88,6 +88,34 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         broker.update_consumer_offset(group, topic, qid, off, remote_host(conn))
         return request.response()
 
+    def parse_lock_body(request: RemotingCommand) -> tuple[str, str, list[tuple[str, str, int]]]:
+        try:
+            data = json_body.loads(request.body)
+            group = str(data["consumerGroup"])
+            client_id = str(data.get("clientId") or "")
+            mqs = [(str(m["topic"]), str(m.get("brokerName") or broker.broker_name), int(m["queueId"]))
+                   for m in data.get("mqSet") or []]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise HeaderError(f"bad lock batch body: {e}") from None
+        return group, client_id, mqs
+
+    def mq_json(mqs: list[tuple[str, str, int]]) -> list[dict[str, object]]:
+        return [{"topic": t, "brokerName": b, "queueId": q} for t, b, q in mqs]
+
+    @guarded
+    async def lock_batch(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        group, client_id, mqs = parse_lock_body(request)
+        ok = broker.rebalance_lock_manager.try_lock_batch(group, mqs, client_id)
+        return request.response(body=json_body.dumps({"lockOKMQSet": mq_json(ok)}))
+
+    @guarded
+    async def unlock_batch(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        group, client_id, mqs = parse_lock_body(request)
+        broker.rebalance_lock_manager.unlock_batch(group, mqs, client_id)
+        return request.response()
+
+    server.register_processor(RequestCode.LOCK_BATCH_MQ, lock_batch)
+    server.register_processor(RequestCode.UNLOCK_BATCH_MQ, unlock_batch)
     server.register_processor(RequestCode.HEART_BEAT, heartbeat)
     server.register_processor(RequestCode.UNREGISTER_CLIENT, unregister_client)
     server.register_processor(RequestCode.GET_CONSUMER_LIST_BY_GROUP, consumer_list)

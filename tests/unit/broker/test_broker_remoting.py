@@ -150,3 +150,20 @@ async def test_admin_topic_and_group(broker: BrokerController, client: RemotingC
     assert r.code == ResponseCode.TOPIC_NOT_EXIST
     r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_RUNTIME_INFO), 5)
     assert "brokerVersion" in json_body.loads(r.body)["table"]
+
+
+async def test_lock_batch_mq(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+
+    def body(cid: str) -> bytes:
+        return json_body.dumps({"consumerGroup": "OG", "clientId": cid,
+                                "mqSet": [{"topic": "OT", "brokerName": "broker-a", "queueId": 0}]})
+
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.LOCK_BATCH_MQ, body=body("c1")), 5)
+    assert len(json_body.loads(r.body)["lockOKMQSet"]) == 1
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.LOCK_BATCH_MQ, body=body("c2")), 5)
+    assert json_body.loads(r.body)["lockOKMQSet"] == []
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UNLOCK_BATCH_MQ, body=body("c1")), 5)
+    assert r.code == ResponseCode.SUCCESS
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.LOCK_BATCH_MQ, body=body("c2")), 5)
+    assert len(json_body.loads(r.body)["lockOKMQSet"]) == 1
