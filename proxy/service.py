@@ -563,6 +563,12 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                 self._renewals[handle] = _Renewal(handle, group, topic, cid, now + invisible,
                                                   now + cfg.renew_max_time_millis)
             yield spb.ReceiveMessageResponse(message=pm)
+        # the delivery timestamp closes the batch (the SDKs use it for consume-lag metrics)
+        done = spb.ReceiveMessageResponse()
+        ms = int(time.time() * 1000)
+        done.delivery_timestamp.seconds = ms // 1000
+        done.delivery_timestamp.nanos = (ms % 1000) * 1_000_000
+        yield done
 
     # -- Ack / ChangeInvisibleDuration / DLQ -------------------------------------------------------
     def _current_handle(self, handle: str, forget: bool) -> str:

@@ -36,3 +36,14 @@ def test_send_receive_ack_change_invisible(proxy_stack):
     assert r["bad_prop_code"] == 40007
     assert r["bad_invisible_code"] == 40011
     assert "TBW102" in r["bad_topic_error"]  # the Python SDK hides QueryRoute's code (40002) here
+
+
+def test_push_consumer_with_retry(proxy_stack):
+    st = proxy_stack
+    st.create_topic("TopicPush")
+    cp = run_sdk_script("push.py", st.endpoint, "TopicPush", "GroupPush", "5", timeout=150)
+    r = parse_result(cp.stdout)
+    seen = r["seen"]
+    assert {m["id"] for m in seen} == set(r["sent"]), st.logs()
+    zero = [m["attempt"] for m in seen if m["body"] == "push-0"]
+    assert zero[:2] == [1, 2]  # failed once, redelivered after the 1 s backoff with attempt 2
