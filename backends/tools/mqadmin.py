@@ -503,6 +503,74 @@ async def consume_message(admin: AdminClient, a: argparse.Namespace) -> None:
                 return
 
 
+# --- NameServer KV config and broker permissions -----------------------------------------------------
+
+
+async def update_kv_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    await admin.put_kv(a.namespace, a.key, a.value)
+    print("update kv config in namespace success.")
+
+
+async def delete_kv_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    for addr in admin.namesrv_addrs:
+        await admin.call_ok(addr, RequestCode.DELETE_KV_CONFIG, {"namespace": a.namespace, "key": a.key})
+    print("delete kv config from namespace success.")
+
+
+async def wipe_write_perm(admin: AdminClient, a: argparse.Namespace) -> None:
+    for addr in admin.namesrv_addrs:
+        resp = await admin.call_ok(addr, RequestCode.WIPE_WRITE_PERM_OF_BROKER, {"brokerName": a.brokerName})
+        print(f"wipe write perm of broker[{a.brokerName}] in name server[{addr}] OK, "
+              f"{resp.ext_fields.get('wipeTopicCount', '0')}")
+
+
+async def add_write_perm(admin: AdminClient, a: argparse.Namespace) -> None:
+    for addr in admin.namesrv_addrs:
+        resp = await admin.call_ok(addr, 327, {"brokerName": a.brokerName})  # ADD_WRITE_PERM_OF_BROKER
+        print(f"add write perm of broker[{a.brokerName}] in name server[{addr}] OK, "
+              f"{resp.ext_fields.get('addTopicCount', '0')}")
+
+
+async def topic_cluster_list(admin: AdminClient, a: argparse.Namespace) -> None:
+    route = await admin.topic_route(a.topic)
+    for cluster in sorted({b.cluster for b in route.broker_datas}):
+        print(cluster)
+
+
+async def get_broker_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    if a.brokerAddr:
+        targets = [("", a.brokerAddr)]
+    elif a.clusterName:
+        targets = await admin.master_addrs(a.clusterName)
+    else:
+        raise UsageError("getBrokerConfig: one of -b brokerAddr or -c clusterName is required")
+    for name, addr in targets:
+        resp = await admin.call_ok(addr, RequestCode.GET_BROKER_CONFIG)
+        print(f"============{addr}{' ' + name if name else ''}============")
+        for line in resp.body.decode("utf-8", errors="replace").splitlines():
+            k, _, v = line.partition("=")
+            if k.strip():
+                print(f"{k.strip():<50s}=  {v.strip()}")
+
+
+async def update_broker_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    targets = await _targets(admin, a)
+    body = f"{a.key}={a.value}\n".encode()
+    for _, addr in targets:
+        await admin.call_ok(addr, RequestCode.UPDATE_BROKER_CONFIG, body=body)
+        print(f"update broker config success, {addr}")
+
+
+async def skip_accumulated_message(admin: AdminClient, a: argparse.Namespace) -> None:
+    rows = []
+    for broker_name, addr in await admin.route_masters(a.topic):
+        for mq, _ in sorted(await admin.topic_stats(addr, a.topic), key=lambda e: e[0].queue_id):
+            offset = await admin.max_offset(addr, a.topic, mq.queue_id)
+            await admin.update_consumer_offset(addr, a.group, a.topic, mq.queue_id, offset)
+            rows.append([mq.broker_name or broker_name, mq.queue_id, offset])
+    print(table(rows, ["#brokerName", "#queueId", "#offset"]))
+
+
 # --- command table ----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None]]] = {}
@@ -528,6 +596,10 @@ _HANDLER_NAMES = {
     "queryMsgById": "query_msg_by_id", "queryMsgByKey": "query_msg_by_key",
     "queryMsgByUniqueKey": "query_msg_by_unique_key", "sendMessage": "send_message",
     "consumeMessage": "consume_message", "resetOffsetByTime": "reset_offset_by_time",
+    "skipAccumulatedMessage": "skip_accumulated_message", "updateKvConfig": "update_kv_config",
+    "deleteKvConfig": "delete_kv_config", "wipeWritePerm": "wipe_write_perm", "addWritePerm": "add_write_perm",
+    "topicClusterList": "topic_cluster_list", "getBrokerConfig": "get_broker_config",
+    "updateBrokerConfig": "update_broker_config",
 }
 
 
@@ -677,6 +749,57 @@ def _args_resetOffsetByTime(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--timestamp", type=parse_timestamp, required=True)
     p.add_argument("-f", "--force", type=_bool, default=True)
     p.add_argument("-c", "--cplus", action="store_true")
+
+
+@command("skipAccumulatedMessage", "Skip all messages that are accumulated (not consumed) currently")
+def _args_skipAccumulatedMessage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--group", required=True)
+    p.add_argument("-t", "--topic", required=True)
+    p.add_argument("-c", "--cluster")
+    p.add_argument("-f", "--force", type=_bool, default=True)
+
+
+@command("updateKvConfig", "Create or update KV config")
+def _args_updateKvConfig(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--namespace", required=True)
+    p.add_argument("-k", "--key", required=True)
+    p.add_argument("-v", "--value", required=True)
+
+
+@command("deleteKvConfig", "Delete KV config")
+def _args_deleteKvConfig(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--namespace", required=True)
+    p.add_argument("-k", "--key", required=True)
+
+
+@command("wipeWritePerm", "Wipe write perm of broker in all name server you defined in the -n param")
+def _args_wipeWritePerm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-b", "--brokerName", required=True)
+
+
+@command("addWritePerm", "Add write perm of broker in all name server you defined in the -n param")
+def _args_addWritePerm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-b", "--brokerName", required=True)
+
+
+@command("topicClusterList", "Get cluster info for topic")
+def _args_topicClusterList(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--topic", required=True)
+
+
+@command("getBrokerConfig", "Get broker config by cluster or special broker")
+def _args_getBrokerConfig(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-b", "--brokerAddr")
+    p.add_argument("-c", "--clusterName")
+
+
+@command("updateBrokerConfig", "Update broker's config")
+def _args_updateBrokerConfig(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-b", "--brokerAddr")
+    g.add_argument("-c", "--clusterName")
+    p.add_argument("-k", "--key", required=True)
+    p.add_argument("-v", "--value", required=True)
 
 
 def _parser(name: str) -> argparse.ArgumentParser:

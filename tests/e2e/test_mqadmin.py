@@ -52,6 +52,12 @@ def test_namesrv_commands(namesrv: str) -> None:
     assert cp.returncode == 1
     assert cp.stderr.strip() == ("mqadmin topicRoute: CODE: 17 DESC: No topic route info in name server for "
                                  "the topic: NoSuchTopic")
+    assert mqadmin("topicClusterList", "-n", namesrv, "-t", "AdminTopic").stdout.split() == ["DefaultCluster"]
+    assert "OK, 1" in mqadmin("wipeWritePerm", "-n", namesrv, "-b", "broker-z").stdout
+    assert '"perm": 4' in mqadmin("topicRoute", "-n", namesrv, "-t", "AdminTopic").stdout
+    assert "OK, 1" in mqadmin("addWritePerm", "-n", namesrv, "-b", "broker-z").stdout
+    mqadmin("updateKvConfig", "-n", namesrv, "-s", "ns1", "-k", "k1", "-v", "v1")
+    mqadmin("deleteKvConfig", "-n", namesrv, "-s", "ns1", "-k", "k1")
     sock.close()
 
 
@@ -117,6 +123,10 @@ def test_broker_commands(namesrv: str, broker: str) -> None:
     out = mqadmin("clusterList", *n).stdout
     assert any("broker-adm" in ln and ln.endswith("true") for ln in out.splitlines())
     assert "brokerVersionDesc" in mqadmin("brokerStatus", *n, "-b", broker).stdout
+    out = mqadmin("skipAccumulatedMessage", *n, "-g", "AdmG", "-t", "AdmT").stdout
+    assert sorted(int(ln.split()[2]) for ln in out.splitlines()[1:]) == [0, 1]
+    assert "Consume Diff Total: 0" in mqadmin("consumerProgress", *n, "-g", "AdmG").stdout
+    assert "listenPort" in mqadmin("getBrokerConfig", *n, "-b", broker).stdout
     mqadmin("deleteSubGroup", *n, "-c", "AdminCluster", "-g", "AdmG")
     out = mqadmin("deleteTopic", *n, "-c", "AdminCluster", "-t", "AdmT").stdout
     assert "from NameServer success" in out
