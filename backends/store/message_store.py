@@ -114,7 +114,7 @@ class MessageStore:
         fsync: Callable[[int], None] | None = None,
         disk_usage: Callable[[], float] | None = None,
     ) -> None:
-        """``clock`` (ms, drives retention and disk checks), ``fsync`` (fdatasync of one fd) and
+        """``clock`` (ms since epoch: store timestamps, retention), ``fsync`` (fdatasync of one fd) and
         ``disk_usage`` (percent of the store's disk in use) are injectable for tests."""
         self.config = config
         root = config.store_path_root_dir
@@ -397,7 +397,7 @@ class MessageStore:
                 f"disk usage above disk_max_used_space_ratio={self.config.disk_max_used_space_ratio}%"))
         if not messages:
             return PutMessageResult(PutMessageStatus.PUT_OK)
-        now = int(time.time() * 1000)
+        now = self._clock()
         fs = self.commitlog.file_size
         pos = self._enc_pos
         seg_end = pos - pos % fs + fs

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import os
+import struct
+
+from backends.model import GetMessageStatus, PutMessageStatus, decode_offset_msg_id
+from backends.store.record import BLANK_MAGIC_CODE, decode_record, tags_code
+
+from .conftest import StoreFactory, commitlog_files, msg
+
+
+async def test_append_and_read_across_segment_boundaries(make_store: StoreFactory) -> None:
+    s = await make_store()
+    acks = []
+    for i in range(200):  # ~1.1 KiB records over 64 KiB segments -> several files
+        r = await s.put_messages([msg(body=bytes([i % 251]) * (900 + i), queue_id=i % 3, TAGS=f"t{i % 2}")])
+        assert r.ok, r
+        acks.append(r.results[0])
+    files = commitlog_files(s.root)
+    assert len(files) >= 3
+    assert [os.path.basename(f) for f in files][:2] == [f"{0:020d}", f"{65536:020d}"]
+    # each record lies inside one file; the end of a full file is a BLANK record
+    for a in acks:
+        assert a.commitlog_offset // 65536 == (a.commitlog_offset + a.store_size - 1) // 65536
+    first_of_second = min(a.commitlog_offset for a in acks if a.commitlog_offset >= 65536)
+    assert first_of_second == 65536
+    last_in_first = max((a for a in acks if a.commitlog_offset < 65536), key=lambda a: a.commitlog_offset)
+    blank_at = last_in_first.commitlog_offset + last_in_first.store_size
+    with open(files[0], "rb") as f:
+        f.seek(blank_at)
+        size, magic = struct.unpack(">ii", f.read(8))
+    assert magic == BLANK_MAGIC_CODE and blank_at + size == 65536
+    # read back by physical offset and through the consume queues
+    for i, a in enumerate(acks):
+        m = s.look_message_by_offset(a.commitlog_offset)
+        assert m is not None and m.body == bytes([i % 251]) * (900 + i) and m.queue_offset == a.queue_offset
+    got = []
+    for q in range(3):
+        off = 0
+        while True:
+            g = s.get_messages("TopicA", q, off, 16)
+            if g.status is not GetMessageStatus.FOUND:
+                assert g.status is GetMessageStatus.OFFSET_OVERFLOW_ONE
+                break
+            assert g.queue_offsets[0] == off and len(g.records) <= 16
+            got += [decode_record(r) for r in g.records]
+            off = g.next_begin_offset
+    assert sorted(m.commitlog_offset for m in got) == [a.commitlog_offset for a in acks]
+
+
+async def test_get_messages_statuses_and_filter(make_store: StoreFactory) -> None:
+    s = await make_store()
+    assert s.get_messages("Nope", 0, 0, 10).status is GetMessageStatus.NO_MATCHED_LOGIC_QUEUE
+    for i in range(10):
+        assert (await s.put_messages([msg(body=b"x%d" % i, TAGS="A" if i % 2 else "B")])).ok
+    assert s.get_min_offset_in_queue("TopicA", 0) == 0 and s.get_max_offset_in_queue("TopicA", 0) == 10
+    assert s.get_messages("TopicA", 0, 10, 5).status is GetMessageStatus.OFFSET_OVERFLOW_ONE
+    g = s.get_messages("TopicA", 0, 12, 5)
+    assert g.status is GetMessageStatus.OFFSET_OVERFLOW_BADLY and g.next_begin_offset == 10
+    calls = []
+
+    def only_a(code: int, rec: bytes | None) -> bool:
+        calls.append(rec is None)
+        return code == tags_code("A")
+
+    g = s.get_messages("TopicA", 0, 0, 32, only_a)
+    assert g.status is GetMessageStatus.FOUND and g.queue_offsets == [1, 3, 5, 7, 9]
+    assert [decode_record(r).body for r in g.records] == [b"x1", b"x3", b"x5", b"x7", b"x9"]
+    assert g.next_begin_offset == 10 and True in calls and False in calls
+    g = s.get_messages("TopicA", 0, 0, 2)
+    assert g.queue_offsets == [0, 1] and g.next_begin_offset == 2
+    g = s.get_messages("TopicA", 0, 0, 32, lambda c, r: False)
+    assert g.status is GetMessageStatus.NO_MATCHED_MESSAGE and g.next_begin_offset == 10
+
+
+async def test_rejects_oversized_and_bad_messages_without_writing(make_store: StoreFactory) -> None:
+    s = await make_store(max_message_size=1000)
+    end = s.get_max_phy_offset()
+    r = await s.put_messages([msg(body=b"a"), msg(body=b"x" * 2000)])
+    assert r.status is PutMessageStatus.MESSAGE_ILLEGAL and r.error
+    r = await s.put_messages([msg(topic="t" * 300)])
+    assert r.status is PutMessageStatus.MESSAGE_ILLEGAL
+    r = await s.put_messages([msg(big="v" * 40000)])
+    assert r.status is PutMessageStatus.PROPERTIES_SIZE_EXCEEDED
+    assert s.get_max_phy_offset() == end and s.get_max_offset_in_queue("TopicA", 0) == 0
+    r = await s.put_messages([msg(body=b"ok")])
+    assert r.ok and r.results[0].queue_offset == 0 and r.results[0].commitlog_offset == end
+
+
+async def test_batch_put_is_one_append(make_store: StoreFactory) -> None:
+    s = await make_store()
+    r = await s.put_messages([msg(body=b"%d" % i, queue_id=i % 2) for i in range(100)])
+    assert r.ok and len(r.results) == 100
+    assert [a.queue_offset for a in r.results[:4]] == [0, 0, 1, 1]
+    offs = [a.commitlog_offset for a in r.results]
+    assert offs == sorted(offs)
+    assert s.get_max_offset_in_queue("TopicA", 0) == 50
+
+
+async def test_search_offset_by_time_and_store_times(make_store: StoreFactory) -> None:
+    now = [1_000_000]
+    s = await make_store(clock=lambda: now[0])
+    for i in range(30):
+        now[0] = 1_000_000 + i * 1000  # message i stored at 1000 s + i
+        assert (await s.put_messages([msg(body=b"%d" % i)])).ok
+    assert s.get_offset_in_queue_by_time("TopicA", 0, 0) == 0
+    assert s.get_offset_in_queue_by_time("TopicA", 0, 1_000_000 + 7000) == 7
+    assert s.get_offset_in_queue_by_time("TopicA", 0, 1_000_000 + 7001) == 8
+    assert s.get_offset_in_queue_by_time("TopicA", 0, 10**12) == 30
+    assert s.get_earliest_message_time("TopicA", 0) == 1_000_000
+    assert s.get_message_store_timestamp("TopicA", 0, 12) == 1_012_000
+    assert s.get_message_store_timestamp("TopicA", 0, 99) == -1
+
+
+async def test_index_by_key_uniq_key_and_offset_msg_id(make_store: StoreFactory, tmp_path: object) -> None:
+    now = [5_000_000]
+    s = await make_store(clock=lambda: now[0])
+    ids = []
+    for i in range(300):  # more entries than the small index holds per file? 2048 -> one file; fine
+        now[0] += 1000
+        r = await s.put_messages([msg(KEYS=f"order-{i % 50} common", UNIQ_KEY=f"U{i:05d}")])
+        ids.append(r.results[0].msg_id)
+    await s.put_messages([msg(topic="Other", KEYS="order-1")])
+    found = s.query_message("TopicA", "order-7", 100)
+    assert sorted(m.queue_offset for m in found) == [7, 57, 107, 157, 207, 257]
+    assert all("order-7" in m.keys for m in found)
+    assert [m.queue_offset for m in s.query_message("TopicA", "U00123", 10)] == [123]
+    assert len(s.query_message("TopicA", "common", 1000)) == 300
+    assert len(s.query_message("TopicA", "common", 5)) == 5
+    assert [m.topic for m in s.query_message("Other", "order-1", 10)] == ["Other"]
+    assert s.query_message("TopicA", "missing", 10) == []
+    # time range: messages i in [100, 109] were stored at 5_000_000 + (i + 1) * 1000
+    ranged = s.query_message("TopicA", "common", 1000, 5_000_000 + 101_000, 5_000_000 + 110_000)
+    assert sorted(m.queue_offset for m in ranged) == list(range(100, 110))
+    # offset message id = store host + commitlog offset
+    (host, off) = decode_offset_msg_id(ids[42])
+    assert host == ("127.0.0.1", 10911)
+    m = s.look_message_by_id(ids[42])
+    assert m is not None and m.queue_offset == 42 and m.offset_msg_id == ids[42]
+    # the index survives a restart
+    root = s.root
+    await s.shutdown()
+    s2 = await make_store(root)
+    assert sorted(m.queue_offset for m in s2.query_message("TopicA", "order-7", 100)) == [
+        7, 57, 107, 157, 207, 257]
+
+
+async def test_index_rolls_to_new_files(make_store: StoreFactory) -> None:
+    s = await make_store(max_index_num=64)
+    for i in range(200):
+        assert (await s.put_messages([msg(KEYS=f"k{i}")])).ok
+    assert len(s.index.files) >= 3
+    assert [m.queue_offset for m in s.query_message("TopicA", "k5", 5)] == [5]
+    assert [m.queue_offset for m in s.query_message("TopicA", "k199", 5)] == [199]
+
+
+async def test_arrival_listener_after_dispatch(make_store: StoreFactory) -> None:
+    s = await make_store()
+    seen: list[tuple[str, int, int, int]] = []
+    s.add_arrival_listener(lambda t, q, n: seen.append((t, q, n, s.get_max_offset_in_queue(t, q))))
+    await s.put_messages([msg(queue_id=1), msg(queue_id=1), msg(queue_id=2)])
+    assert sorted(seen) == [("TopicA", 1, 2, 2), ("TopicA", 2, 1, 1)]
+
+
+async def test_delete_topics(make_store: StoreFactory) -> None:
+    s = await make_store()
+    await s.put_messages([msg(topic="Gone"), msg(topic="Kept")])
+    s.delete_topics({"Gone"})
+    assert s.get_messages("Gone", 0, 0, 1).status is GetMessageStatus.NO_MATCHED_LOGIC_QUEUE
+    assert not os.path.exists(os.path.join(s.root, "consumequeue", "Gone"))
+    assert s.get_max_offset_in_queue("Kept", 0) == 1
+    r = await s.put_messages([msg(topic="Gone")])
+    assert r.results[0].queue_offset == 0
