@@ -120,3 +120,47 @@ async def test_cluster_backend_send_pull_offsets(cluster: tuple[str, list[Server
         assert [b.broker_name for b in route.broker_datas] == ["broker-a"]
     finally:
         await backend.shutdown()
+
+
+async def test_cluster_backend_transaction_commit_and_check_back(tmp_path: Path) -> None:
+    pytest.importorskip("backends.broker.transaction.service")
+    ns_port, port = free_port(), free_port()
+    ns_addr = f"127.0.0.1:{ns_port}"
+    conf = tmp_path / "b.properties"
+    conf.write_text(f"brokerName=broker-t\nlistenPort={port}\ntransactionCheckInterval=500\n"
+                    "transactionTimeOut=500\nmappedFileSizeCommitLog=4194304\n")
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NS_BOOT), \
+            server([command("mqbroker"), "-n", ns_addr, "-c", str(conf)], tmp_path, "boot success"):
+        backend = ClusterBackend([ns_addr], "DefaultCluster")
+        checks: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+
+        async def listener(group: str, msg: object, tx: str) -> None:
+            await checks.put((group, getattr(msg, "uniq_key", ""), tx))
+
+        backend.set_transaction_check_listener(listener)
+        await backend.start()
+        try:
+            await backend.register_producer("cid", "TxPG")
+            props = {"UNIQ_KEY": "TXA", "TRAN_MSG": "true", "PGROUP": "TxPG"}
+            r1 = await backend.send_message("broker-t", [Message("TxTopic", b"commit-me", dict(props))], 5)
+            props2 = {"UNIQ_KEY": "TXB", "TRAN_MSG": "true", "PGROUP": "TxPG"}
+            r2 = await backend.send_message("broker-t", [Message("TxTopic", b"check-me", props2)], 5)
+            assert r1[0].transaction_id and r2[0].transaction_id
+            await backend.end_transaction("broker-t", "TxPG", "TxTopic", "TXA", r1[0].transaction_id, True, False)
+            # the other one is checked back through the producer heartbeat's connection
+            deadline = time.monotonic() + 15
+            while True:
+                group, uniq, tx = await asyncio.wait_for(checks.get(), max(0.1, deadline - time.monotonic()))
+                if uniq == "TXB":
+                    break
+            assert group == "TxPG"
+            await backend.end_transaction("", "TxPG", "TxTopic", "TXB", tx, True, True)
+            got: list[bytes] = []
+            deadline = time.monotonic() + 10
+            while len(got) < 2 and time.monotonic() < deadline:
+                pr = await backend.pull_message("broker-t", "TxCG", "TxTopic", 0, 0, 32, "TAG", "*", 0, 5)
+                got = [m.body for m in pr.messages]
+                await asyncio.sleep(0.1)
+            assert sorted(got) == [b"check-me", b"commit-me"]
+        finally:
+            await backend.shutdown()
