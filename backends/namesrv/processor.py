@@ -44,6 +44,52 @@ def parse_register_body(body: bytes) -> tuple[dict[str, TopicConfig], DataVersio
     return configs, DataVersion.from_json(wrapper.get("dataVersion"))
 
 
+MAX_INFLATED_REGISTER_BODY = 64 * 1024 * 1024
+
+
+def parse_compressed_register_body(body: bytes) -> tuple[dict[str, TopicConfig], DataVersion]:
+    """RegisterBrokerBody as a broker with compressedRegister=true writes it: deflate of
+    [int len, DataVersion JSON] [int n] n x [int len, TopicConfig.encode() text] [int len, filter list JSON]
+    [int n, n x [int len, TopicQueueMappingInfo JSON]] (big-endian ints)."""
+    d = zlib.decompressobj()
+    raw = d.decompress(body, MAX_INFLATED_REGISTER_BODY)
+    if d.unconsumed_tail:
+        raise ValueError("inflated register body too large")
+    pos = 0
+
+    def read_int() -> int:
+        nonlocal pos
+        if pos + 4 > len(raw):
+            raise ValueError("compressed register body truncated")
+        v = int.from_bytes(raw[pos : pos + 4], "big", signed=True)
+        pos += 4
+        return v
+
+    def read_bytes(n: int) -> bytes:
+        nonlocal pos
+        if n < 0 or pos + n > len(raw):
+            raise ValueError("compressed register body truncated")
+        out = raw[pos : pos + n]
+        pos += n
+        return out
+
+    data_version = DataVersion.from_json(json_body.loads(read_bytes(read_int())))
+    configs: dict[str, TopicConfig] = {}
+    for _ in range(read_int()):
+        parts = read_bytes(read_int()).decode("utf-8").split(" ")
+        if len(parts) < 5:
+            continue
+        attrs: dict[str, str] = {}
+        if len(parts) >= 6:
+            try:
+                attrs = {str(k): str(v) for k, v in json_body.loads(" ".join(parts[5:])).items()}
+            except (ValueError, AttributeError):
+                attrs = {}
+        tc = TopicConfig(parts[0], int(parts[1]), int(parts[2]), int(parts[3]), parts[4], attributes=attrs)
+        configs[tc.topic_name] = tc
+    return configs, data_version
+
+
 class DefaultRequestProcessor:
     def __init__(self, config: NamesrvConfig, route: RouteInfoManager, kv: KVConfigManager) -> None:
         self.config = config
@@ -109,12 +155,14 @@ class DefaultRequestProcessor:
         if body_crc and req.body and crc32(req.body) != body_crc:
             log.warning("receive registerBroker request, crc32 not match from %s", conn.remote_addr)
             return req.response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
+        compressed = get_bool(req, "compressed", False)
         try:
-            topic_configs, data_version = parse_register_body(req.body)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            compressed = get_bool(req, "compressed", False)
-            why = "compressed register body is not supported" if compressed else f"bad register body: {e}"
-            return req.response(ResponseCode.SYSTEM_ERROR, why)
+            if compressed and req.body:
+                topic_configs, data_version = parse_compressed_register_body(req.body)
+            else:
+                topic_configs, data_version = parse_register_body(req.body)
+        except (ValueError, TypeError, KeyError, AttributeError, zlib.error) as e:
+            return req.response(ResponseCode.SYSTEM_ERROR, f"bad register body: {e}")
         result = self.route.register_broker(
             cluster_name,
             broker_addr,
