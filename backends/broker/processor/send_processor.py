@@ -17,41 +17,22 @@ if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
     from backends.remoting.server import RemotingServer
 
-# SEND_MESSAGE_V2 short header names -> SendMessageRequestHeader names.
-V2_NAMES = {
-    "a": "producerGroup", "b": "topic", "c": "defaultTopic", "d": "defaultTopicQueueNums", "e": "queueId",
-    "f": "sysFlag", "g": "bornTimestamp", "h": "flag", "i": "properties", "j": "reconsumeTimes",
-    "k": "unitMode", "l": "maxReconsumeTimes", "m": "batch", "n": "brokerName",
-}
-
-
-def v1_fields(request: RemotingCommand) -> dict[str, str]:
-    if request.code != RequestCode.SEND_MESSAGE_V2 and request.code != RequestCode.SEND_BATCH_MESSAGE:
-        return request.ext_fields
-    f = request.ext_fields
-    if "b" not in f and "topic" in f:
-        return f
-    return {V2_NAMES.get(k, k): v for k, v in f.items()}
-
-
 def register(server: RemotingServer, broker: BrokerController) -> None:
     @guarded
     async def send(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
-        fields = v1_fields(request)
-        tmp = RemotingCommand(code=request.code, ext_fields=fields)
-        h = Header(tmp)
-        topic = h.s("topic")
-        queue_id = h.i("queueId")
-        sys_flag = h.i("sysFlag", 0)
-        born_ts = h.i("bornTimestamp", int(time.time() * 1000))
-        flag = h.i("flag", 0)
-        props = string_to_properties(h.s("properties", ""))
-        reconsume = h.i("reconsumeTimes", 0)
-        max_reconsume = h.opt("maxReconsumeTimes")
+        h = Header(request)  # SEND_MESSAGE_V2 uses the short names a..n, SEND_MESSAGE the long ones
+        topic = h.s("b", None, "topic")
+        queue_id = h.i("e", None, "queueId")
+        sys_flag = h.i("f", 0, "sysFlag")
+        born_ts = h.i("g", int(time.time() * 1000), "bornTimestamp")
+        flag = h.i("h", 0, "flag")
+        props = string_to_properties(h.s("i", "", "properties"))
+        reconsume = h.i("j", 0, "reconsumeTimes")
+        max_reconsume = h.opt("l", "maxReconsumeTimes")
         if max_reconsume:
             props.setdefault(MessageConst.MAX_RECONSUME_TIMES, max_reconsume)
-        default_qn = h.i("defaultTopicQueueNums", 0)
-        is_batch = request.code == RequestCode.SEND_BATCH_MESSAGE or h.b("batch", False)
+        default_qn = h.i("d", 0, "defaultTopicQueueNums")
+        is_batch = request.code == RequestCode.SEND_BATCH_MESSAGE or h.b("m", False, "batch")
         born_host = parse_host(remote_host(conn))
         if is_batch:
             try:

@@ -167,3 +167,13 @@ async def test_lock_batch_mq(broker: BrokerController, client: RemotingClient) -
     assert r.code == ResponseCode.SUCCESS
     r = await client.invoke(addr, RemotingCommand.request(RequestCode.LOCK_BATCH_MQ, body=body("c2")), 5)
     assert len(json_body.loads(r.body)["lockOKMQSet"]) == 1
+
+
+async def test_send_message_v1_header(broker: BrokerController, client: RemotingClient) -> None:
+    r = await client.invoke(broker.broker_addr, RemotingCommand.request(RequestCode.SEND_MESSAGE, {
+        "producerGroup": "PG", "topic": "V1T", "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+        "queueId": "1", "sysFlag": "0", "bornTimestamp": "1", "flag": "0",
+        "properties": properties_to_string({"UNIQ_KEY": "V1"}), "reconsumeTimes": "0"}, b"v1"), 5)
+    assert r.code == ResponseCode.SUCCESS and r.ext_fields["queueId"] == "1", r.remark
+    tc = broker.topic_config_manager.select_topic_config("V1T")
+    assert tc is not None and tc.write_queue_nums == 4  # min(defaultTopicQueueNums, TBW102's 8)
