@@ -45,11 +45,18 @@ class BrokerOuterAPI:
         tcm = self.broker.topic_config_manager
         return json_body.dumps({
             "topicConfigSerializeWrapper": {
-                "topicConfigTable": {k: v.to_json() for k, v in tcm.topic_config_table.items()},
+                "topicConfigTable": {k: self._masked(v.to_json()) for k, v in tcm.topic_config_table.items()},
                 "dataVersion": tcm.data_version.to_json(),
             },
             "filterServerList": [],
         })
+
+    def _masked(self, tc: dict[str, object]) -> dict[str, object]:
+        """A broker that is not writable/readable registers its topics without those permissions."""
+        bp = self.broker.config.broker_permission
+        if (bp & 0x6) != 0x6:
+            tc["perm"] = int(tc["perm"]) & (bp | 0x9)  # type: ignore[call-overload]
+        return tc
 
     def register_header(self, body: bytes) -> dict[str, str]:
         c = self.broker.config

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from backends.api import BackendError
+from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import Header, HeaderError, guarded
 from backends.broker.topic_config_manager import parse_attributes
 from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
@@ -18,6 +19,11 @@ from backends.store.record import encode_record
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
     from backends.remoting.server import RemotingServer
+
+
+# Keys that only take effect at start (RocketMQ refuses some of them too).
+IMMUTABLE_KEYS = frozenset({"brokerName", "brokerClusterName", "brokerId", "listenPort", "storePathRootDir",
+                            "storePathCommitLog", "brokerIP1", "brokerIP2", "haListenPort"})
 
 
 def mq_key(topic: str, broker_name: str, queue_id: int) -> bytes:
@@ -247,6 +253,25 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         return request.response(body=text.encode())
 
     @guarded
+    async def update_broker_config(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        try:
+            props = parse_properties(request.body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return request.response(ResponseCode.INVALID_PARAMETER, "broker config body is not UTF-8 text")
+        fixed = sorted(k for k in props if k in IMMUTABLE_KEYS)
+        if fixed:
+            return request.response(ResponseCode.NO_PERMISSION, f"cannot update {', '.join(fixed)} at runtime")
+        old_perm = broker.config.broker_permission
+        try:
+            broker.config.apply(props, "UPDATE_BROKER_CONFIG")
+        except ConfigError as e:
+            return request.response(ResponseCode.INVALID_PARAMETER, str(e))
+        if broker.config.broker_permission != old_perm:
+            broker.topic_config_manager.data_version.next_version()
+            broker.broker_outer_api.register_soon()
+        return request.response()
+
+    @guarded
     async def not_supported(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         raise BackendError(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request code {request.code} not supported")
 
@@ -270,4 +295,5 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.VIEW_MESSAGE_BY_ID, view_message)
     reg(RequestCode.QUERY_MESSAGE, query_message)
     reg(RequestCode.GET_BROKER_CONFIG, broker_config)
+    reg(RequestCode.UPDATE_BROKER_CONFIG, update_broker_config)
     del not_supported

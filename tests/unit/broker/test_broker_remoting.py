@@ -177,3 +177,19 @@ async def test_send_message_v1_header(broker: BrokerController, client: Remoting
     assert r.code == ResponseCode.SUCCESS and r.ext_fields["queueId"] == "1", r.remark
     tc = broker.topic_config_manager.select_topic_config("V1T")
     assert tc is not None and tc.write_queue_nums == 4  # min(defaultTopicQueueNums, TBW102's 8)
+
+
+async def test_update_broker_config(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_BROKER_CONFIG,
+                                                          body=b"brokerPermission=4\n"), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    r = await client.invoke(addr, send_req("PermT", b"x"), 5)
+    assert r.code == ResponseCode.NO_PERMISSION
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_BROKER_CONFIG, body=b"listenPort=1\n"), 5)
+    assert r.code == ResponseCode.NO_PERMISSION
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_BROKER_CONFIG,
+                                                          body=b"brokerPermission=x\n"), 5)
+    assert r.code == ResponseCode.INVALID_PARAMETER
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_CONFIG), 5)
+    assert b"brokerPermission=4" in r.body
