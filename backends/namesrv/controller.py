@@ -33,9 +33,9 @@ class NamesrvController:
         self._scan_task = asyncio.get_running_loop().create_task(self._scan_loop())
 
     async def _scan_loop(self) -> None:
-        interval = max(self.config.scanNotActiveBrokerInterval, 10) / 1000
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(self.config.scanNotActiveBrokerInterval, 10) / 1000)
+            self.route_info_manager.default_heartbeat_timeout_ms = self.config.brokerChannelExpiredTime
             try:
                 self.route_info_manager.scan_not_active_broker()
             except Exception:

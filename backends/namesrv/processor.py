@@ -6,8 +6,9 @@ import logging
 import zlib
 from typing import Any
 
+from backends.api import TopicRouteData
 from backends.model import TopicConfig
-from backends.namesrv.config import NamesrvConfig
+from backends.namesrv.config import NamesrvConfig, parse_properties
 from backends.namesrv.kvconfig_manager import KVConfigManager
 from backends.namesrv.route_info_manager import DataVersion, RouteInfoManager
 from backends.remoting import json_body
@@ -113,6 +114,11 @@ class DefaultRequestProcessor:
             RequestCode.DELETE_TOPIC_IN_NAMESRV: self.delete_topic_in_namesrv,
             219: self.get_kv_list_by_namespace,  # GET_KVLIST_BY_NAMESPACE
             RequestCode.GET_TOPICS_BY_CLUSTER: self.get_topics_by_cluster,
+            217: self.register_topic_to_namesrv,  # REGISTER_TOPIC_IN_NAMESRV
+            304: self.get_system_topic_list,  # GET_SYSTEM_TOPIC_LIST_FROM_NS
+            318: self.update_config,  # UPDATE_NAMESRV_CONFIG
+            319: self.get_config,  # GET_NAMESRV_CONFIG
+            RequestCode.GET_BROKER_MEMBER_GROUP: self.get_broker_member_group,
         }
         for code, handler in handlers.items():
             server.register_processor(code, handler)
@@ -248,4 +254,39 @@ class DefaultRequestProcessor:
 
     async def delete_topic_in_namesrv(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
         self.route.delete_topic(require(req, "topic"), req.ext_fields.get("clusterName") or None)
+        return req.response()
+
+    async def register_topic_to_namesrv(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topic = require(req, "topic")
+        try:
+            route = TopicRouteData.from_json(json_body.loads(req.body)) if req.body else TopicRouteData()
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            return req.response(ResponseCode.SYSTEM_ERROR, f"bad topic route data: {e}")
+        self.route.register_topic(topic, route.queue_datas)
+        return req.response()
+
+    async def get_system_topic_list(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        topics, addr = self.route.get_system_topic_list()
+        return req.response(body=json_body.dumps({"topicList": topics, "brokerAddr": addr}))
+
+    async def get_broker_member_group(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        group = self.route.get_broker_member_group(require(req, "clusterName"), require(req, "brokerName"))
+        return req.response(body=json_body.dumps({"brokerMemberGroup": group}))
+
+    async def get_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        text = "".join(f"{k}={'true' if v is True else 'false' if v is False else v}\n" for k, v in self.config.items())
+        return req.response(body=text.encode())
+
+    async def update_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        props = parse_properties(req.body.decode("utf-8", errors="replace")) if req.body else {}
+        black = {"configBlackList", "configStorePath", "kvConfigPath", "listenPort", "bindAddress"}
+        if black & set(props):
+            return req.response(ResponseCode.NO_PERMISSION, "Can not update config in black list.")
+        for k, v in props.items():
+            try:
+                if not self.config.set(k, v):
+                    return req.response(ResponseCode.SYSTEM_ERROR, f"unknown config key {k}")
+            except ValueError:
+                return req.response(ResponseCode.SYSTEM_ERROR, f"bad value for {k}: {v!r}")
+        log.info("updateConfig %s by %s", props, conn.remote_addr)
         return req.response()

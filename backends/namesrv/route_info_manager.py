@@ -285,6 +285,33 @@ class RouteInfoManager:
         if not table:
             del self.topic_queue_table[topic]
 
+    def register_topic(self, topic: str, queue_datas: list[QueueData]) -> bool:
+        """REGISTER_TOPIC_IN_NAMESRV: queue data for brokers the NameServer knows (all or nothing)."""
+        if not queue_datas or any(q.broker_name not in self.broker_addr_table for q in queue_datas):
+            return False
+        table = self.topic_queue_table.setdefault(topic, {})
+        for q in queue_datas:
+            table[q.broker_name] = q
+        return True
+
+    def get_system_topic_list(self) -> tuple[list[str], str | None]:
+        """Cluster and broker names (the topics brokers register for them), and one broker address."""
+        topics: list[str] = []
+        for cluster, names in self.cluster_addr_table.items():
+            topics.append(cluster)
+            topics.extend(sorted(names))
+        addr = None
+        for entry in self.broker_addr_table.values():
+            if entry.broker_addrs:
+                addr = next(iter(entry.broker_addrs.values()))
+                break
+        return topics, addr
+
+    def get_broker_member_group(self, cluster: str, broker_name: str) -> dict[str, Any]:
+        entry = self.broker_addr_table.get(broker_name)
+        addrs = {str(k): v for k, v in entry.broker_addrs.items()} if entry else {}
+        return {"cluster": cluster, "brokerName": broker_name, "brokerAddrs": addrs}
+
     def wipe_write_perm_of_broker(self, broker_name: str) -> int:
         count = 0
         for table in self.topic_queue_table.values():

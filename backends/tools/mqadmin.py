@@ -531,6 +531,22 @@ async def add_write_perm(admin: AdminClient, a: argparse.Namespace) -> None:
               f"{resp.ext_fields.get('addTopicCount', '0')}")
 
 
+async def get_namesrv_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    for addr in admin.namesrv_addrs:
+        resp = await admin.call_ok(addr, 319)  # GET_NAMESRV_CONFIG
+        print(f"============{addr}============")
+        for line in resp.body.decode("utf-8", errors="replace").splitlines():
+            k, _, v = line.partition("=")
+            if k.strip():
+                print(f"{k.strip():<50s}=  {v.strip()}")
+
+
+async def update_namesrv_config(admin: AdminClient, a: argparse.Namespace) -> None:
+    for addr in admin.namesrv_addrs:
+        await admin.call_ok(addr, 318, body=f"{a.key}={a.value}\n".encode())  # UPDATE_NAMESRV_CONFIG
+    print(f"update name server config success!{admin.namesrv_addrs}\n{a.key} : {a.value}")
+
+
 async def topic_cluster_list(admin: AdminClient, a: argparse.Namespace) -> None:
     route = await admin.topic_route(a.topic)
     for cluster in sorted({b.cluster for b in route.broker_datas}):
@@ -599,7 +615,8 @@ _HANDLER_NAMES = {
     "skipAccumulatedMessage": "skip_accumulated_message", "updateKvConfig": "update_kv_config",
     "deleteKvConfig": "delete_kv_config", "wipeWritePerm": "wipe_write_perm", "addWritePerm": "add_write_perm",
     "topicClusterList": "topic_cluster_list", "getBrokerConfig": "get_broker_config",
-    "updateBrokerConfig": "update_broker_config",
+    "updateBrokerConfig": "update_broker_config", "getNamesrvConfig": "get_namesrv_config",
+    "updateNamesrvConfig": "update_namesrv_config",
 }
 
 
@@ -798,6 +815,18 @@ def _args_updateBrokerConfig(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-b", "--brokerAddr")
     g.add_argument("-c", "--clusterName")
+    p.add_argument("-k", "--key", required=True)
+    p.add_argument("-v", "--value", required=True)
+
+
+
+@command("getNamesrvConfig", "Get configs of name server")
+def _args_getNamesrvConfig(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("updateNamesrvConfig", "Update configs of name server")
+def _args_updateNamesrvConfig(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--key", required=True)
     p.add_argument("-v", "--value", required=True)
 

@@ -58,6 +58,11 @@ def test_namesrv_commands(namesrv: str) -> None:
     assert "OK, 1" in mqadmin("addWritePerm", "-n", namesrv, "-b", "broker-z").stdout
     mqadmin("updateKvConfig", "-n", namesrv, "-s", "ns1", "-k", "k1", "-v", "v1")
     mqadmin("deleteKvConfig", "-n", namesrv, "-s", "ns1", "-k", "k1")
+    assert "success" in mqadmin("updateNamesrvConfig", "-n", namesrv, "-k", "orderMessageEnable", "-v", "true").stdout
+    out = mqadmin("getNamesrvConfig", "-n", namesrv).stdout
+    assert [ln.split()[-1] for ln in out.splitlines() if ln.startswith("orderMessageEnable")] == ["true"]
+    cp = mqadmin("updateNamesrvConfig", "-n", namesrv, "-k", "kvConfigPath", "-v", "/x", ok=False)
+    assert cp.returncode == 1 and "CODE: 16" in cp.stderr
     sock.close()
 
 

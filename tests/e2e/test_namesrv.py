@@ -191,3 +191,20 @@ def test_bad_arguments_and_clean_stop(tmp_path: Path) -> None:
     assert q.proc.returncode != 0 and str(port) in q.text()
     p.stop()
     assert p.proc.returncode == 0
+
+
+async def test_member_group_system_topics_register_topic(namesrv_pair) -> None:
+    (_, ns), _ = namesrv_pair
+    c = RemotingClient()
+    assert (await c.invoke(ns, register_req("broker-m", "127.0.0.1:40911", {"T1": 2}, cluster="CM"), 3)).code == 0
+    r = await c.invoke(ns, RemotingCommand.request(RequestCode.GET_BROKER_MEMBER_GROUP,
+                                                   {"clusterName": "CM", "brokerName": "broker-m"}), 3)
+    assert json_body.loads(r.body)["brokerMemberGroup"]["brokerAddrs"] == {"0": "127.0.0.1:40911"}
+    r = await c.invoke(ns, RemotingCommand.request(304), 3)
+    assert json_body.loads(r.body) == {"topicList": ["CM", "broker-m"], "brokerAddr": "127.0.0.1:40911"}
+    body = json_body.dumps({"queueDatas": [{"brokerName": "broker-m", "readQueueNums": 1, "writeQueueNums": 1,
+                                            "perm": 6, "topicSysFlag": 0}], "brokerDatas": []})
+    r = await c.invoke(ns, RemotingCommand.request(217, {"topic": "Reg"}, body), 3)
+    assert r.code == 0
+    assert (await route(c, ns, "Reg")).code == 0
+    await c.close()
