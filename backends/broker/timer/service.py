@@ -412,6 +412,9 @@ class TimerMessageService:
     async def run_once(self) -> int:
         """One round: read new timer entries, deliver what is due; returns messages delivered."""
         await self._scan()
+        if getattr(self.broker.config, "is_slave", False):  # a slave re-puts nothing; look again later
+            self._retry_at_ms = self.clock() + PUT_RETRY_MS
+            return 0
         delivered = 0
         if self.clock() >= self._retry_at_ms:
             while self._heap and self._heap[0][0] <= self.clock():
@@ -422,7 +425,15 @@ class TimerMessageService:
                     break
         self.progress.advance()
         self._maybe_persist()
+        if self._cancelled:
+            self._purge_stale_cancels()
         return delivered
+
+    def _purge_stale_cancels(self) -> None:
+        """Forget recall markers whose message was delivered before the recall could take effect."""
+        limit = self.clock() - STALE_CANCEL_MS
+        for key in [k for k, due in self._cancelled.items() if due < limit]:
+            del self._cancelled[key]
 
     def _maybe_persist(self, force: bool = False) -> None:
         if not self.progress.dirty:

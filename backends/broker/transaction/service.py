@@ -441,6 +441,8 @@ class TransactionalMessageService:
         """One check round; returns how many producers were asked."""
         await self._scan_ops()
         await self._scan_halves()
+        if getattr(self.broker.config, "is_slave", False):
+            return 0
         now = self.clock()
         asked = 0
         for half_off in sorted(self.pending):
