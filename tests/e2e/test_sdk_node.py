@@ -1,0 +1,45 @@
+"""The official Node SDK (rocketmq-client-nodejs 1.0.8) against mqproxy in each mode."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.e2e.proxy_stack import parse_result, stack
+from tests.harness import NODE_SDK_DIR
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(240),
+    pytest.mark.skipif(
+        shutil.which("node") is None or not (NODE_SDK_DIR / "node_modules" / "rocketmq-client-nodejs").exists(),
+        reason="node or tests/sdk/node/node_modules missing (run npm install there; .ci/run does)",
+    ),
+]
+
+
+@pytest.fixture(params=["embedded", "local", "cluster"])
+def proxy_stack(request, tmp_path):
+    with stack(request.param, tmp_path) as st:
+        yield st
+
+
+def test_node_sdk_basic(proxy_stack):
+    st = proxy_stack
+    st.create_topic("TopicNode")
+    cp = subprocess.run(["node", "basic.js", st.endpoint, "TopicNode", "GroupNode"], cwd=NODE_SDK_DIR,
+                        capture_output=True, text=True, timeout=180)
+    r = parse_result(cp.stdout)
+    assert "fatal" not in r, r.get("fatal")
+    assert not r["errors"], r["errors"]
+    got = r["received"]
+    assert sorted(m["id"] for m in got) == sorted(r["sent"])
+    for m in got:
+        assert m["tag"] == "TagA" and m["attempt"] == 1 and m["props"]["color"] == "blue"
+        assert m["keys"] == [f"key-{m['props']['idx']}"]
+    assert r["redelivered"] == [{"id": got[2]["id"], "attempt": 2}]
+    assert r["badTopicCode"] == 40002
+    assert r["badInvisibleCode"] == 40011
+    assert sorted(b for b in r["pushed"] if b.startswith("node-P")) == ["node-P0", "node-P1", "node-P2"]
