@@ -73,7 +73,6 @@ TIMER_QUEUE_ID = 0
 DELIVER_BATCH = 256
 SCAN_BATCH = 256
 PUT_RETRY_MS = 1000
-STALE_CANCEL_MS = 10 * 60 * 1000
 DEFAULT_DELAY_LEVELS_MS = [
     1000, 5000, 10000, 30000, 60000, 120000, 180000, 240000, 300000, 360000, 420000, 480000, 540000,
     600000, 1200000, 1800000, 3600000, 7200000,
@@ -430,9 +429,10 @@ class TimerMessageService:
         return delivered
 
     def _purge_stale_cancels(self) -> None:
-        """Forget recall markers whose message was delivered before the recall could take effect."""
-        limit = self.clock() - STALE_CANCEL_MS
-        for key in [k for k, due in self._cancelled.items() if due < limit]:
+        """Forget recall markers no pending message can match any more (every entry due at or before
+        the marker's time has been handled)."""
+        low = self._heap[0][0] if self._heap else None
+        for key in [k for k, due in self._cancelled.items() if low is None or due < low]:
             del self._cancelled[key]
 
     def _maybe_persist(self, force: bool = False) -> None:
@@ -463,7 +463,6 @@ class TimerMessageService:
                     self._scan_offset = res.next_begin_offset
                     continue
                 return
-            now = self.clock()
             for record, qoff in zip(res.records, res.queue_offsets, strict=False):
                 if qoff < self._scan_offset:
                     continue
@@ -477,8 +476,7 @@ class TimerMessageService:
                     continue
                 del_key = props.get(MessageConst.TIMER_DEL_UNIQKEY)
                 if del_key is not None:
-                    if due + STALE_CANCEL_MS > now:
-                        self._cancelled[del_key] = due
+                    self._cancelled[del_key] = due
                     self.progress.mark(qoff)
                 elif qoff not in self.progress.done:
                     heapq.heappush(self._heap, (due, qoff, view.physical_offset, view.total_size))

@@ -293,3 +293,16 @@ async def test_recall_errors(env: Env) -> None:
         await env.timer.recall(TOPIC, handle)  # already delivered
     assert ei.value.code == 604
     assert env.timer.recall_handle_for(msg("plain")) == ""
+
+
+async def test_recall_honoured_after_a_long_outage(env: Env) -> None:
+    t0 = env.clock.now
+    m = msg("r1", TIMER_DELAY_SEC="10")
+    await env.broker.put_messages([m, msg("keep", TIMER_DELAY_SEC="10")])
+    assert await env.timer.recall(TOPIC, env.timer.recall_handle_for(m)) == "r1"
+    env.clock.now = t0 + 3_600_000  # the broker was down for an hour
+    env2 = await env.restart()
+    await env2.timer.run_once()
+    assert env2.delivered() == ["keep"]
+    assert env2.timer._cancelled == {}  # the marker is forgotten once nothing can match it
+    await env2.timer.shutdown()
