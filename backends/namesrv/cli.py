@@ -87,6 +87,7 @@ async def serve(config: NamesrvConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("NameServer listening on %s:%d", config.bindAddress, controller.port)
     log.info(BOOT_LINE)
     print(BOOT_LINE, flush=True)
     await stop.wait()

@@ -93,7 +93,9 @@ class RemotingClient:
 
     async def invoke(self, addr: str, request: RemotingCommand, timeout: float) -> RemotingCommand:
         """Send and await the response with the same opaque; RemotingError on timeout or I/O error."""
-        conn = await self._connection(addr, timeout)
+        conn = self._connections.get(addr)
+        if conn is None or conn.closed:
+            conn = await self._connection(addr, timeout)
         return await conn.invoke(request, timeout)
 
     async def invoke_oneway(self, addr: str, request: RemotingCommand) -> None:

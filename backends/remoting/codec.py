@@ -102,10 +102,13 @@ def _rocketmq_header(cmd: RemotingCommand) -> bytes:
 
 def encode(cmd: RemotingCommand) -> bytes:
     """The whole frame, length prefix included, in ``cmd.serialize_type``."""
-    if cmd.serialize_type == SERIALIZE_ROCKETMQ:
-        header = _rocketmq_header(cmd)
-    else:
-        header = _json_header(cmd)
+    try:
+        if cmd.serialize_type == SERIALIZE_ROCKETMQ:
+            header = _rocketmq_header(cmd)
+        else:
+            header = _json_header(cmd)
+    except (TypeError, ValueError, struct.error) as e:  # unencodable text, out-of-range numbers
+        raise CodecError(f"cannot encode command {cmd.code}: {e}") from None
     body = cmd.body or b""
     total = 4 + len(header) + len(body)
     if total > MAX_FRAME_SIZE:

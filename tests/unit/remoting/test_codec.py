@@ -141,3 +141,12 @@ def test_garbage_never_crashes(data: bytes) -> None:
     except CodecError:
         pass
     assert dec.buffered <= len(data)
+
+
+def test_unencodable_commands_raise_codec_error() -> None:
+    with pytest.raises(CodecError):
+        encode(RemotingCommand(code=1, remark="\ud800"))
+    with pytest.raises(CodecError):
+        encode(RemotingCommand(code=70000, serialize_type=SERIALIZE_ROCKETMQ))
+    with pytest.raises(CodecError):
+        encode(RemotingCommand(code=1, ext_fields={"k": "\udfff"}, serialize_type=SERIALIZE_ROCKETMQ))

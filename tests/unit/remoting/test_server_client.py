@@ -221,3 +221,14 @@ async def test_inflight_limit_pauses_reading() -> None:
     assert all(r.code == 0 for r in res) and started == 10
     await c.close()
     await s.shutdown()
+
+
+async def test_unencodable_response_becomes_system_error(srv: RemotingServer) -> None:
+    async def bad(req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        return req.response(remark="\ud800")
+
+    srv.register_processor(1005, bad)
+    c = RemotingClient()
+    r = await c.invoke(f"127.0.0.1:{srv.port}", RemotingCommand.request(1005), 3)
+    assert r.code == ResponseCode.SYSTEM_ERROR
+    await c.close()
