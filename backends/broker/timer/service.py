@@ -263,6 +263,12 @@ class TimerMessageService:
                     props.pop(k, None)
                 level = min(level, len(self.delay_levels_ms))
                 return now + self.delay_levels_ms[level - 1]
+        if not getattr(self.broker.config, "timer_wheel_enable", True) and (
+            MessageConst.TIMER_DELAY_SEC in props
+            or MessageConst.TIMER_DELAY_MS in props
+            or MessageConst.TIMER_DELIVER_MS in props
+        ):
+            raise TimerMessageError("accurate timer message is not enabled, timerWheelEnable is false")
         try:
             if (v := props.get(MessageConst.TIMER_DELAY_SEC)) is not None:
                 deliver = now + int(v) * 1000

@@ -334,7 +334,7 @@ class TransactionalMessageService:
 
     # -- end transaction -----------------------------------------------------------------------------
 
-    def _find_half(self, commitlog_offset: int, msg_id: str) -> MessageExt:
+    async def _find_half(self, commitlog_offset: int, msg_id: str) -> MessageExt:
         ext: MessageExt | None = None
         if commitlog_offset is not None and commitlog_offset >= 0:
             try:
@@ -344,6 +344,10 @@ class TransactionalMessageService:
                 ext = None
         elif msg_id:
             half_off = self._by_uniq.get(msg_id)
+            if half_off is None:  # sent a moment ago: read the queues up to now
+                await self._scan_ops()
+                await self._scan_halves()
+                half_off = self._by_uniq.get(msg_id)
             if half_off is not None:
                 info = self.pending[half_off]
                 ext = self.store.look_message_by_offset(info.commitlog_offset, info.size)
@@ -364,7 +368,7 @@ class TransactionalMessageService:
     ) -> None:
         """Commit or roll back the half message at ``commitlog_offset`` (or, if that is -1, the pending
         half message whose UNIQ_KEY is ``msg_id``)."""
-        ext = self._find_half(commitlog_offset, msg_id)
+        ext = await self._find_half(commitlog_offset, msg_id)
         half_off = ext.queue_offset
         props = ext.properties
         pgroup = props.get(MessageConst.PRODUCER_GROUP, "")

@@ -306,3 +306,10 @@ async def test_recall_honoured_after_a_long_outage(env: Env) -> None:
     assert env2.delivered() == ["keep"]
     assert env2.timer._cancelled == {}  # the marker is forgotten once nothing can match it
     await env2.timer.shutdown()
+
+
+async def test_timer_wheel_disabled_rejects_timed_but_not_levels(env: Env) -> None:
+    env.broker.config.timer_wheel_enable = False  # type: ignore[attr-defined]
+    with pytest.raises(TimerMessageError, match="timerWheelEnable"):
+        env.timer.intercept(msg("u1", TIMER_DELAY_SEC="5"))
+    assert env.timer.intercept(msg("u2", DELAY="1")).topic == TIMER_TOPIC

@@ -125,8 +125,10 @@ async def test_rollback_is_never_visible(env: Env) -> None:
 
 
 async def test_end_by_message_id_and_validation(env: Env) -> None:
+    await env.send_half("m0")
+    await env.tx.end_transaction(GROUP, -1, "m0", "m0", commit=True, from_check=False)  # not scanned yet
+    assert env.visible() == ["m0"]
     off, qoff = await env.send_half("m1")
-    await env.tx.check_once()  # scans the half queue
     with pytest.raises(TransactionError, match="producer group"):
         await env.tx.end_transaction("other", off, "m1", "m1", commit=True, from_check=False)
     with pytest.raises(TransactionError, match="state table offset"):
@@ -136,7 +138,7 @@ async def test_end_by_message_id_and_validation(env: Env) -> None:
     with pytest.raises(TransactionError, match="Find prepared"):
         await env.tx.end_transaction(GROUP, 10**9, "m1", "x", commit=True, from_check=False)
     await env.tx.end_transaction(GROUP, -1, "m1", "m1", commit=True, from_check=False)
-    assert env.visible() == ["m1"]
+    assert env.visible() == ["m0", "m1"]
 
 
 async def test_check_back_asks_and_resolves(env: Env) -> None:
