@@ -354,16 +354,14 @@ class ClusterBackend(Backend):
 
     async def forward_to_dead_letter_queue(self, broker_name: str, group: str, topic: str, extra_info: str,
                                            max_reconsume_times: int) -> None:
-        parts = extra_info.split(" ")
-        if len(parts) < 9:
-            raise BackendError(ResponseCode.INVALID_PARAMETER,
-                               "extra info carries no commitlog offset; cannot forward to the DLQ")
-        header = {"offset": parts[8], "group": group, "delayLevel": "-1", "originMsgId": "",
-                  "originTopic": topic, "unitMode": "false", "maxReconsumeTimes": str(max_reconsume_times),
-                  "bname": broker_name}
+        """CONSUMER_SEND_MSG_BACK with delayLevel -1 carrying the POP extra info (``extraInfo``, our
+        extension): the broker's POP service moves the message to %DLQ%<group> and acks it."""
+        _extra_fields(extra_info)
+        header = {"offset": "-1", "group": group, "delayLevel": "-1", "originMsgId": "", "originTopic": topic,
+                  "unitMode": "false", "maxReconsumeTimes": str(max_reconsume_times),
+                  "extraInfo": " ".join(extra_info.split(" ")[:8]), "bname": broker_name}
         self._check(await self._invoke(broker_name, RemotingCommand.request(RequestCode.CONSUMER_SEND_MSG_BACK,
                                                                             header), 5.0))
-        await self.ack_message(broker_name, group, topic, " ".join(parts[:8]))
 
     # ------------------------------------------------------------------ pull and offsets
     async def pull_message(self, broker_name: str, group: str, topic: str, queue_id: int, offset: int,

@@ -83,6 +83,15 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     async def send_back(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         h = Header(request)
         group = h.s("group")
+        extra_info = h.opt("extraInfo")
+        if extra_info:
+            # Extension for a proxy that holds only the POP extra info (ClusterBackend): the POP service
+            # moves the popped message to %DLQ%<group> and acks it, as LocalBackend does in-process.
+            if broker.pop_service is None:
+                return request.response(ResponseCode.SYSTEM_ERROR, "POP is not available on this broker")
+            max_t = h.i("maxReconsumeTimes", broker.config.max_reconsume_times)
+            await broker.pop_service.forward_to_dlq(group, h.s("originTopic"), extra_info, max_t)
+            return request.response()
         offset = h.i("offset")
         delay_level = h.i("delayLevel", 0)
         origin_msg_id = h.s("originMsgId", "")

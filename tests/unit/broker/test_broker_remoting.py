@@ -193,3 +193,26 @@ async def test_update_broker_config(broker: BrokerController, client: RemotingCl
     assert r.code == ResponseCode.INVALID_PARAMETER
     r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_CONFIG), 5)
     assert b"brokerPermission=4" in r.body
+
+
+async def test_send_back_with_pop_extra_info_goes_to_dlq(broker: BrokerController, client: RemotingClient) -> None:
+    import pytest
+
+    pytest.importorskip("backends.broker.pop.service")
+    if broker.pop_service is None:
+        pytest.skip("POP service not wired")
+    from backends.api import PopRequest, PopStatus
+    from backends.local import LocalBackend
+
+    be = LocalBackend(broker)
+    broker.topic_config_manager.create_topic_if_absent("DT", 1, 1)
+    await be.pop_message("broker-a", PopRequest("DG", "DT"), 5)  # fixes the start offset of the new group
+    await client.invoke(broker.broker_addr, send_req("DT", b"to-dlq"), 5)
+    got = await be.pop_message("broker-a", PopRequest("DG", "DT", poll_time_ms=2000), 5)
+    assert got.status is PopStatus.FOUND
+    r = await client.invoke(broker.broker_addr, RemotingCommand.request(RequestCode.CONSUMER_SEND_MSG_BACK, {
+        "offset": "-1", "group": "DG", "delayLevel": "-1", "originTopic": "DT", "maxReconsumeTimes": "16",
+        "extraInfo": got.messages[0].properties["POP_CK"]}), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    res = broker.message_store.get_messages("%DLQ%DG", 0, 0, 10)
+    assert [m.body for m in decode_records(b"".join(res.records))] == [b"to-dlq"]
