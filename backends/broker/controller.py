@@ -119,6 +119,7 @@ class BrokerController:
         self._local_checkers: list[Callable[[str, MessageExt, str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._store_started = False
         self._shutting_down = False
         self.boot_timestamp = int(time.time() * 1000)
         self.topic_config_manager.on_change = self._on_topic_change
@@ -141,6 +142,7 @@ class BrokerController:
         self.subscription_group_manager.load()
         self.consumer_offset_manager.load()
         await self.message_store.start()
+        self._store_started = True
         self.message_store.add_arrival_listener(self.pull_hold_service.notify_message_arriving)
         if self.enable_remoting:
             from backends.remoting.server import RemotingServer
@@ -228,10 +230,12 @@ class BrokerController:
                     log.warning("service shutdown failed: %s", e)
         if self.remoting_server is not None:
             await self.remoting_server.shutdown()
+        if not self._store_started:
+            return
         self.consumer_offset_manager.persist()
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
-        if self._started:
+        if self._store_started:
             await self.message_store.shutdown()
 
     async def _persist_offsets_loop(self) -> None:

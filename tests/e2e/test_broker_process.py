@@ -89,3 +89,18 @@ def test_enable_proxy(tmp_path: Path) -> None:
                 "rocketmq-proxy startup successfully") as b:
         assert "boot success. serializeType=JSON" in b.text() and "name server is" not in b.text()
         wait_port(grpc_port, 5)
+
+
+def test_port_in_use_fails_cleanly(tmp_path: Path) -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))
+        s.listen()
+        conf = tmp_path / "broker.conf"
+        conf.write_text(f"listenPort={port}\n")
+        cp = subprocess.run([command("mqbroker"), "-c", str(conf)], capture_output=True, text=True, timeout=60,
+                            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert cp.returncode == 1 and "start failed" in cp.stderr and str(port) in cp.stderr
+    assert not (tmp_path / "store" / "abort").exists()
