@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from backends.remoting.server import RemotingServer
 
 
+def allocate_average(queues: list[int], cids: list[str], cid: str) -> list[int]:
+    """RocketMQ's AllocateMessageQueueAveragely."""
+    if cid not in cids or not queues:
+        return []
+    index, n, m = cids.index(cid), len(queues), len(cids)
+    mod = n % m
+    size = (n // m + 1 if index < mod else n // m) if n > m else 1
+    start = index * size if mod > 0 and index < mod else index * size + mod
+    return [queues[(start + i) % n] for i in range(min(size, n - start))] if start < n else []
+
+
 def register(server: RemotingServer, broker: BrokerController) -> None:
     @guarded
     async def heartbeat(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
@@ -114,6 +125,34 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         broker.rebalance_lock_manager.unlock_batch(group, mqs, client_id)
         return request.response()
 
+    @guarded
+    async def query_assignment(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        """QUERY_ASSIGNMENT 400 (5.x remoting clients): AVG allocation of this broker's read queues over
+        the group's consumers; every queue for BROADCASTING."""
+        try:
+            data = json_body.loads(request.body)
+            topic = str(data["topic"])
+            group = str(data["consumerGroup"])
+            client_id = str(data.get("clientId") or "")
+            model = str(data.get("messageModel") or "CLUSTERING")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise HeaderError(f"bad QueryAssignmentRequestBody: {e}") from None
+        tc = broker.topic_config_manager.select_topic_config(topic)
+        if tc is None:
+            return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist")
+        queues = list(range(tc.read_queue_nums))
+        if model != "BROADCASTING":
+            g = broker.consumer_manager.get(group)
+            cids = sorted(set(g.client_ids())) if g else []
+            if client_id not in cids:
+                cids = sorted({*cids, client_id})
+            queues = allocate_average(queues, cids, client_id)
+        body = {"messageQueueAssignments": [
+            {"messageQueue": {"topic": topic, "brokerName": broker.broker_name, "queueId": q}, "mode": "PULL",
+             "attachments": {}} for q in queues]}
+        return request.response(body=json_body.dumps(body))
+
+    server.register_processor(RequestCode.QUERY_ASSIGNMENT, query_assignment)
     server.register_processor(RequestCode.LOCK_BATCH_MQ, lock_batch)
     server.register_processor(RequestCode.UNLOCK_BATCH_MQ, unlock_batch)
     server.register_processor(RequestCode.HEART_BEAT, heartbeat)

@@ -88,3 +88,14 @@ def test_consumer_expiry_without_heartbeat() -> None:
     assert cm.scan_not_active(120) == []
     info.last_update = time.time() - 200
     assert cm.scan_not_active(120) == ["G"] and cm.get("G") is None
+
+
+def test_allocate_average() -> None:
+    from backends.broker.processor.client_processor import allocate_average
+
+    q = list(range(8))
+    assert allocate_average(q, ["a", "b", "c"], "a") == [0, 1, 2]
+    assert allocate_average(q, ["a", "b", "c"], "b") == [3, 4, 5]
+    assert allocate_average(q, ["a", "b", "c"], "c") == [6, 7]
+    assert allocate_average([0, 1], ["a", "b", "c"], "c") == []
+    assert allocate_average(q, ["a"], "z") == []
