@@ -272,6 +272,40 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         return request.response()
 
     @guarded
+    async def reset_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        """INVOKE_BROKER_TO_RESET_OFFSET 222: set the group's offsets of ``topic`` to the queue offsets at
+        ``timestamp`` (-1: the max offset) and tell online consumers (RESET_CONSUMER_CLIENT_OFFSET 220)."""
+        h = Header(request)
+        topic, group = h.s("topic"), h.s("group")
+        ts = h.i("timestamp")
+        force = h.b("isForce", True)
+        tc = tcm.select_topic_config(topic)
+        if tc is None:
+            return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist")
+        com = broker.consumer_offset_manager
+        entries = []
+        for q in range(tc.read_queue_nums):
+            target = broker.get_max_offset(topic, q) if ts < 0 else broker.search_offset(topic, q, ts)
+            current = com.query_offset(group, topic, q)
+            if not force and 0 <= current < target:
+                target = current
+            com.commit_offset("RESET", group, topic, q, target)
+            entries.append((mq_key(topic, bname, q), target))
+        table = b'{"offsetTable":' + object_key_map(entries) + b"}"
+        g = broker.consumer_manager.get(group)
+        if g is not None:
+            for ch in list(g.channels.values()):
+                if ch.conn is None or getattr(ch.conn, "closed", False):
+                    continue
+                note = RemotingCommand.request(RequestCode.RESET_CONSUMER_CLIENT_OFFSET, {
+                    "topic": topic, "group": group, "timestamp": str(ts), "isForce": str(force).lower()}, table)
+                try:
+                    await ch.conn.invoke_oneway(note)
+                except Exception:  # noqa: BLE001
+                    pass
+        return request.response(body=table)
+
+    @guarded
     async def not_supported(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         raise BackendError(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request code {request.code} not supported")
 
@@ -296,4 +330,5 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.QUERY_MESSAGE, query_message)
     reg(RequestCode.GET_BROKER_CONFIG, broker_config)
     reg(RequestCode.UPDATE_BROKER_CONFIG, update_broker_config)
+    reg(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, reset_offset)
     del not_supported

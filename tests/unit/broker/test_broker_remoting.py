@@ -216,3 +216,17 @@ async def test_send_back_with_pop_extra_info_goes_to_dlq(broker: BrokerControlle
     assert r.code == ResponseCode.SUCCESS, r.remark
     res = broker.message_store.get_messages("%DLQ%DG", 0, 0, 10)
     assert [m.body for m in decode_records(b"".join(res.records))] == [b"to-dlq"]
+
+
+async def test_reset_offset_by_time(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    for i in range(3):
+        await client.invoke(addr, send_req("RsT", f"m{i}".encode()), 5)
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, {
+        "topic": "RsT", "group": "RsG", "timestamp": "0", "isForce": "true"}), 5)
+    assert r.code == ResponseCode.SUCCESS, r.remark
+    assert broker.consumer_offset_manager.query_offset("RsG", "RsT", 0) == 0
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, {
+        "topic": "RsT", "group": "RsG", "timestamp": "-1", "isForce": "true"}), 5)
+    assert broker.consumer_offset_manager.query_offset("RsG", "RsT", 0) == 3
+    assert b'"queueId":0,"topic":"RsT"}:3' in r.body
