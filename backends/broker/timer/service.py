@@ -73,6 +73,7 @@ TIMER_QUEUE_ID = 0
 DELIVER_BATCH = 256
 SCAN_BATCH = 256
 PUT_RETRY_MS = 1000
+MAX_SLEEP_S = 10.0
 DEFAULT_DELAY_LEVELS_MS = [
     1000, 5000, 10000, 30000, 60000, 120000, 180000, 240000, 300000, 360000, 420000, 480000, 540000,
     600000, 1200000, 1800000, 3600000, 7200000,
@@ -408,7 +409,8 @@ class TimerMessageService:
             due = self._heap[0][0] if self._heap else None
             if due is not None and self._retry_at_ms > due:
                 due = self._retry_at_ms
-            timeout = None if due is None else max(0.0, (due - now) / 1000.0)
+            # sleep until the next due time (capped, so a wall-clock jump is noticed) or a wake()
+            timeout = None if due is None else min(MAX_SLEEP_S, max(0.0, (due - now) / 1000.0))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
