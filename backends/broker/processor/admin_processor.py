@@ -188,6 +188,19 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         return request.response(body=json_body.dumps(body))
 
     @guarded
+    async def producer_connections(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        group = Header(request).s("producerGroup")
+        chans = broker.producer_manager.group_channel_table.get(group)
+        if not chans:
+            return request.response(ResponseCode.SYSTEM_ERROR, f"the producer group[{group}] not exist")
+        return request.response(body=json_body.dumps({"connectionSet": [c.to_json() for c in chans.values()]}))
+
+    @guarded
+    async def all_delay_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        # Delay levels are served by the timer service (no per-level SCHEDULE_TOPIC queues to track).
+        return request.response(body=json_body.dumps({"offsetTable": {}, "dataVersion": {}}))
+
+    @guarded
     async def runtime_info(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         return request.response(body=json_body.dumps({"table": broker.runtime_info()}))
 
@@ -321,6 +334,8 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.GET_CONSUME_STATS, consume_stats)
     reg(RequestCode.GET_CONSUMER_CONNECTION_LIST, consumer_connections)
     reg(RequestCode.GET_BROKER_RUNTIME_INFO, runtime_info)
+    reg(RequestCode.GET_PRODUCER_CONNECTION_LIST, producer_connections)
+    reg(RequestCode.GET_ALL_DELAY_OFFSET, all_delay_offset)
     reg(RequestCode.GET_ALL_CONSUMER_OFFSET, all_consumer_offset)
     reg(RequestCode.GET_MAX_OFFSET, max_offset)
     reg(RequestCode.GET_MIN_OFFSET, min_offset)
