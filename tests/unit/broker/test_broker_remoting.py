@@ -120,6 +120,13 @@ async def test_heartbeat_and_consumer_list(broker: BrokerController, client: Rem
                                                           {"consumerGroup": "CG"}), 5)
     assert json_body.loads(r.body)["consumerIdList"] == ["c1"]
     assert broker.topic_config_manager.select_topic_config("%RETRY%CG") is not None
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_PRODUCER_CONNECTION_LIST,
+                                                          {"producerGroup": "PG"}), 5)
+    assert [c["clientId"] for c in json_body.loads(r.body)["connectionSet"]] == ["c1"]
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_CONSUMER_CONNECTION_LIST,
+                                                          {"consumerGroup": "CG"}), 5)
+    cc = json_body.loads(r.body)
+    assert cc["consumeFromWhere"] == "CONSUME_FROM_LAST_OFFSET" and "T3" in cc["subscriptionTable"]
     await client.close()
     for _ in range(50):
         if broker.consumer_manager.get("CG") is None:
