@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from backends.remoting import json_body
+from backends.store import config_file as store_config_file
 
 log = logging.getLogger("rocketmq.broker")
 
@@ -34,32 +33,13 @@ class DataVersion:
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` via a temp file + fsync + rename (keeps a .bak of the old one)."""
-    data = json_body.dumps(obj)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            try:
-                os.replace(path, path + ".bak")
-            except OSError:
-                pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Crash-safe write (temp file, fsync, .bak of the previous version, rename, directory fsync)."""
+    store_config_file.atomic_write_json(path, obj)
 
 
 def read_json(path: str) -> Any | None:
-    """The parsed file, else its .bak, else None."""
+    """The parsed file, else its .bak, else None. Lenient: accepts fastjson's bare integer keys, as in a
+    consumerOffset.json written by a Java broker."""
     for p in (path, path + ".bak"):
         try:
             with open(p, "rb") as f:
