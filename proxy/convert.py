@@ -53,22 +53,34 @@ def parse_peer(peer: str | None) -> tuple[str, int]:
         return (host, 0)
 
 
+_UNIQ = MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+_TAGS = MC.TAGS
+_KEYS = MC.KEYS
+_BORN_TS = MC.BORN_TIMESTAMP
+_BORN_HOST = MC.BORN_HOST
+_GZIP_I = int(_GZIP)
+_MT_TRANSACTION_I = int(_MT_TRANSACTION)
+
+
 def to_message(m: pb.Message, topic: str, queue_id: int, born_host: tuple[str, int],
                producer_group: str) -> Message:
     """A validated SendMessage entry -> the internal Message (properties as RocketMQ's proxy sets them)."""
     sp = m.system_properties
-    props = dict(m.user_properties)
-    props[MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = sp.message_id
-    if sp.HasField("tag"):
-        props[MC.TAGS] = sp.tag
-    if sp.keys:
-        props[MC.KEYS] = " ".join(sp.keys)
+    up = m.user_properties
+    props = dict(up) if up else {}
+    props[_UNIQ] = sp.message_id
+    tag = sp.tag
+    if tag:
+        props[_TAGS] = tag
+    keys = sp.keys
+    if keys:
+        props[_KEYS] = " ".join(keys)
     if sp.HasField("message_group"):
         props[MC.SHARDING_KEY] = sp.message_group
     if sp.HasField("delivery_timestamp"):
         props[MC.TIMER_DELIVER_MS] = str(ts_to_ms(sp.delivery_timestamp))
     sys_flag = 0
-    if sp.message_type == _MT_TRANSACTION:
+    if sp.message_type == _MT_TRANSACTION_I:
         props[MC.TRANSACTION_PREPARED] = "true"
         props[MC.PRODUCER_GROUP] = producer_group
         sys_flag |= SysFlag.TRANSACTION_PREPARED_TYPE
@@ -76,23 +88,20 @@ def to_message(m: pb.Message, topic: str, queue_id: int, born_host: tuple[str, i
             secs = sp.orphaned_transaction_recovery_duration.seconds
             if secs > 0:
                 props[MC.CHECK_IMMUNITY_TIME_IN_SECONDS] = str(secs)
-    if sp.HasField("trace_context"):
-        props[MC.TRACE_CONTEXT] = sp.trace_context
-    born_ts = ts_to_ms(sp.born_timestamp) if sp.HasField("born_timestamp") else int(time.time() * 1000)
-    props[MC.BORN_TIMESTAMP] = str(born_ts)
-    if sp.born_host:
-        props[MC.BORN_HOST] = sp.born_host
-    if sp.body_encoding == _GZIP:
+    trace = sp.trace_context
+    if trace:
+        props[MC.TRACE_CONTEXT] = trace
+    bt = sp.born_timestamp
+    born_ts = bt.seconds * 1000 + bt.nanos // 1_000_000
+    if not born_ts:
+        born_ts = int(time.time() * 1000)
+    props[_BORN_TS] = str(born_ts)
+    bh = sp.born_host
+    if bh:
+        props[_BORN_HOST] = bh
+    if sp.body_encoding == _GZIP_I:
         sys_flag |= SysFlag.COMPRESSED
-    return Message(
-        topic=topic,
-        body=m.body,
-        properties=props,
-        queue_id=queue_id,
-        sys_flag=sys_flag,
-        born_timestamp=born_ts,
-        born_host=born_host,
-    )
+    return Message(topic, m.body, props, 0, queue_id, sys_flag, born_ts, born_host)
 
 
 def message_type_of(props: dict[str, str]) -> int:

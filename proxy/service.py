@@ -54,6 +54,8 @@ from proxy.session import SessionManager
 log = logging.getLogger("proxy")
 C = pb.Code
 MT = pb.MessageType
+_MT_NORMAL = int(MT.NORMAL)
+_MT_TRANSACTION = int(MT.TRANSACTION)
 
 _ACCEPT_TYPES: dict[TopicMessageType, tuple[int, ...]] = {
     TopicMessageType.NORMAL: (MT.NORMAL,),
@@ -405,14 +407,21 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             rr_slot = wq[next(self._rr) % n]
             batches: dict[tuple[str, int], list[int]] = {}
             converted = []
+            expected = None
+            if topic_type is not None and topic_type is not TopicMessageType.MIXED:
+                expected = _ACCEPT_TYPES.get(topic_type, (_MT_NORMAL,))[0]
+            validate = self._validate_message
             for i, m in enumerate(msgs):
                 if m.topic.name != topic:
                     raise ProxyError(C.MESSAGE_CORRUPTED, "messages of one request must share a topic")
-                self._validate_message(m, topic_type)
                 sp = m.system_properties
-                slot = wq[java_hash(sp.message_group) % n] if sp.HasField("message_group") else rr_slot
+                group = validate(m, sp, expected, topic_type)
+                slot = wq[java_hash(group) % n] if group is not None else rr_slot
                 converted.append(to_message(m, topic, slot[1], born_host, topic))
-                batches.setdefault(slot, []).append(i)
+                if slot in batches:
+                    batches[slot].append(i)
+                else:
+                    batches[slot] = [i]
             timeout = _timeout(context)
             results: list[SendResult | BaseException | None] = [None] * len(msgs)
 
@@ -431,24 +440,22 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             else:
                 await asyncio.gather(*(send(s, i) for s, i in batches.items()))
             resp = spb.SendMessageResponse()
+            add = resp.entries.add
             codes = set()
+            send_ok = SendStatus.SEND_OK
             for m, r in zip(msgs, results, strict=True):
-                e = resp.entries.add()
                 if isinstance(r, SendResult):
-                    code, text = _SEND_STATUS[r.status]
-                    e.status.code = code
-                    e.status.message = text
-                    e.message_id = r.msg_id or m.system_properties.message_id
-                    e.offset = r.queue_offset
-                    if m.system_properties.message_type == MT.TRANSACTION:
-                        e.transaction_id = r.transaction_id or r.offset_msg_id
+                    st = OK_STATUS if r.status is send_ok else status(*_SEND_STATUS[r.status])
+                    e = add(status=st, message_id=r.msg_id or m.system_properties.message_id,
+                            offset=r.queue_offset)
                     if r.recall_handle:
                         e.recall_handle = r.recall_handle
+                    if m.system_properties.message_type == _MT_TRANSACTION:
+                        e.transaction_id = r.transaction_id or r.offset_msg_id
                 else:
                     st = error_status(r) if r is not None else status(C.INTERNAL_SERVER_ERROR, "no result")
-                    e.status.CopyFrom(st)
-                    e.message_id = m.system_properties.message_id
-                codes.add(e.status.code)
+                    e = add(status=st, message_id=m.system_properties.message_id)
+                codes.add(st.code)
             if len(codes) == 1:
                 resp.status.CopyFrom(resp.entries[0].status)
             else:
@@ -457,34 +464,41 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         except Exception as e:
             return spb.SendMessageResponse(status=error_status(e))
 
-    def _validate_message(self, m: pb.Message, topic_type: TopicMessageType | None) -> None:
+    def _validate_message(self, m: pb.Message, sp: Any, expected: int | None,
+                          topic_type: TopicMessageType | None) -> str | None:
+        """Validate one message; returns its message group (or None)."""
         cfg = self.config
-        sp = m.system_properties
-        if not sp.message_id.strip():
+        if not sp.message_id or not sp.message_id.strip():
             raise ProxyError(C.ILLEGAL_MESSAGE_ID, "message id cannot be empty")
-        v.validate_body(m.body, cfg)
-        if sp.HasField("tag"):
+        body_len = len(m.body)
+        if body_len == 0 or body_len > cfg.max_message_size:
+            v.validate_body(m.body, cfg)
+        if sp.tag:
             v.validate_tag(sp.tag)
-        for k in sp.keys:
-            v.validate_key(k)
+        elif sp.HasField("tag"):
+            v.validate_tag(sp.tag)
+        if sp.keys:
+            for k in sp.keys:
+                v.validate_key(k)
         if m.user_properties:
             v.validate_user_properties(m.user_properties, cfg)
-        mtype = sp.message_type
+        mtype = sp.message_type or _MT_NORMAL
+        group = None
         if sp.HasField("message_group"):
-            v.validate_message_group(sp.message_group, cfg)
+            group = sp.message_group
+            v.validate_message_group(group, cfg)
         if sp.HasField("delivery_timestamp"):
             v.validate_delivery_time(ts_to_ms(sp.delivery_timestamp), cfg)
-        if mtype == MT.TRANSACTION and sp.HasField("orphaned_transaction_recovery_duration"):
+        if mtype == _MT_TRANSACTION and sp.HasField("orphaned_transaction_recovery_duration"):
             if sp.orphaned_transaction_recovery_duration.seconds > cfg.max_transaction_recovery_second:
                 raise ProxyError(C.BAD_REQUEST, "orphaned transaction recovery duration is too long")
-        if topic_type is not None and topic_type is not TopicMessageType.MIXED:
-            expected = _ACCEPT_TYPES.get(topic_type, (MT.NORMAL,))[0]
-            if (mtype or MT.NORMAL) != expected:
-                raise ProxyError(
-                    C.MESSAGE_PROPERTY_CONFLICT_WITH_TYPE,
-                    f"current message type {MT.Name(mtype or MT.NORMAL)} not match with topic accept "
-                    f"message types {topic_type.value}",
-                )
+        if expected is not None and mtype != expected:
+            raise ProxyError(
+                C.MESSAGE_PROPERTY_CONFLICT_WITH_TYPE,
+                f"current message type {MT.Name(mtype)} not match with topic accept "
+                f"message types {topic_type.value if topic_type else ''}",
+            )
+        return group
 
     # -- ReceiveMessage ----------------------------------------------------------------------------
     async def ReceiveMessage(self, request: spb.ReceiveMessageRequest,

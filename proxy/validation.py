@@ -29,11 +29,11 @@ _SYSTEM_GROUPS = frozenset(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _has_control(s: str) -> bool:
-    for ch in s:
-        if ch < " " or ch == "\x7f":
-            return True
-    return False
+    return _CONTROL.search(s) is not None
 
 
 def validate_topic(topic: str) -> None:
@@ -59,6 +59,8 @@ def validate_group(group: str) -> None:
 
 
 def validate_tag(tag: str) -> None:
+    if tag.isalnum():
+        return
     if not tag.strip():
         raise ProxyError(C.ILLEGAL_MESSAGE_TAG, "tag cannot be blank")
     if "|" in tag:
