@@ -104,3 +104,42 @@ def test_port_in_use_fails_cleanly(tmp_path: Path) -> None:
                             env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert cp.returncode == 1 and "start failed" in cp.stderr and str(port) in cp.stderr
     assert not (tmp_path / "store" / "abort").exists()
+
+
+def test_master_and_slave_register_slave_refuses_writes(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.harness import REPO
+
+    ns_port, mport, sport = free_port(), free_port(), free_port()
+    ns = f"127.0.0.1:{ns_port}"
+    confs = {}
+    for name, port in (("broker-a", mport), ("broker-a-s", sport)):
+        src = (REPO / "conf" / "2m-2s-async" / f"{name}.properties").read_text()
+        p = tmp_path / f"{name}.properties"
+        p.write_text(src + f"\nlistenPort={port}\nstorePathRootDir={tmp_path / name}\n")
+        confs[name] = p
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
+            server([command("mqbroker"), "-n", ns, "-c", str(confs["broker-a"])], tmp_path, "boot success"), \
+            server([command("mqbroker"), "-n", ns, "-c", str(confs["broker-a-s"])], tmp_path, "boot success"):
+
+        async def check() -> None:
+            from backends.remoting.client import RemotingClient
+            from backends.remoting.codes import RequestCode, ResponseCode
+            from backends.remoting.command import RemotingCommand
+
+            be = ClusterBackend([ns], "DefaultCluster")
+            c = RemotingClient()
+            try:
+                route = await be.get_route("DefaultCluster")
+                assert route.broker_datas[0].broker_addrs == {0: f"127.0.0.1:{mport}", 1: f"127.0.0.1:{sport}"}
+                r = await c.invoke(f"127.0.0.1:{sport}", RemotingCommand.request(RequestCode.SEND_MESSAGE_V2, {
+                    "a": "PG", "b": "ST", "e": "0", "i": ""}, b"x"), 5)
+                assert r.code == ResponseCode.SERVICE_NOT_AVAILABLE, (r.code, r.remark)
+                res = await be.send_message("broker-a", [Message("ST", b"x", {"UNIQ_KEY": "S1"})], 5)
+                assert res[0].queue_offset == 0
+            finally:
+                await c.close()
+                await be.shutdown()
+
+        asyncio.run(check())
