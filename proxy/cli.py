@@ -58,7 +58,7 @@ def boot_line() -> str:
     return f"{time.strftime('%a %b %d %H:%M:%S %Z %Y')} {BOOT_LINE}"
 
 
-async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None) -> int:
+async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: bool = False) -> int:
     from proxy.server import ProxyServer
 
     closers: list[Any] = []
@@ -70,10 +70,9 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None) -> int:
             addrs = [a.strip() for a in cfg.namesrv_addr.replace(",", ";").split(";") if a.strip()]
             backend = ClusterBackend(addrs, cfg.rocketmq_cluster_name)
         else:
-            from backends.local import LocalBackend
-
             from backends.broker.broker_config import BrokerConfig
             from backends.broker.controller import BrokerController
+            from backends.local import LocalBackend
 
             namesrv = cfg.namesrv_addr
             if not namesrv:  # embedded: NameServer in this process
@@ -105,9 +104,12 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None) -> int:
                 pass
         return 1
     line = boot_line()
-    log.info(line)
-    print(line, flush=True)
-    print(f"gRPC port {server.port}, mode {mode}", flush=True)
+    if not quiet:
+        log.info(line)
+        print(line, flush=True)
+        print(f"gRPC port {server.port}, mode {mode}, pid {os.getpid()}", flush=True)
+    else:
+        log.info("proxy worker %d serving on port %d", os.getpid(), server.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,14 +146,46 @@ def main(argv: list[str] | None = None) -> int:
         print("mqproxy: CLUSTER mode needs a NameServer address (-n or NAMESRV_ADDR)", file=sys.stderr)
         return 2
     cfg.proxy_mode = mode
-    if cfg.use_uvloop:
+    children: list[int] = []
+    quiet = False
+    if mode == "CLUSTER" and cfg.grpc_server_processes > 1:
+        # Extra worker processes share the gRPC port (SO_REUSEPORT); the kernel spreads connections.
+        # Nothing a client needs lives in one process only (self-contained receipt handles, sessions
+        # rebuilt from each client's own Telemetry stream).
+        if cfg.grpc_server_port == 0:
+            print("mqproxy: grpcServerProcesses > 1 needs a fixed grpcServerPort", file=sys.stderr)
+            return 2
+        for _ in range(cfg.grpc_server_processes - 1):
+            pid = os.fork()
+            if pid == 0:
+                children.clear()
+                quiet = True
+                break
+            children.append(pid)
+    try:
+        return _run(serve(cfg, mode, args.broker_config, quiet=quiet), cfg.use_uvloop)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def _run(coro: Any, use_uvloop: bool) -> int:
+    if use_uvloop:
         try:
             import uvloop
 
-            return uvloop.run(serve(cfg, mode, args.broker_config))
+            return int(uvloop.run(coro))
         except ImportError:
             pass
-    return asyncio.run(serve(cfg, mode, args.broker_config))
+    return int(asyncio.run(coro))
 
 
 if __name__ == "__main__":

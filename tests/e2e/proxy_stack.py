@@ -53,11 +53,11 @@ def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "AS
 
 
 @contextmanager
-def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH") -> Iterator[Stack]:
+def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH", **proxy_conf: object) -> Iterator[Stack]:
     grpc_port, ns_port = free_port(), free_port()
     pc = home / "rmq-proxy.json"
     pc.write_text(json.dumps({"rocketMQClusterName": "DefaultCluster", "grpcServerPort": grpc_port,
-                              "namesrvListenPort": ns_port}))
+                              "namesrvListenPort": ns_port, **proxy_conf}))
     ns = f"127.0.0.1:{ns_port}"
     with ExitStack() as es:
         st = Stack(mode, f"127.0.0.1:{grpc_port}", ns, home)
