@@ -405,3 +405,29 @@ async def test_health(env):
     stub = health_pb2_grpc.HealthStub(env.channel)
     r = await stub.Check(health_pb2.HealthCheckRequest(service=""))
     assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_auto_renew_and_ack_with_original_handle(env):
+    cfg = env.server.config
+    cfg.default_invisible_time_mills = 2000
+    cfg.renew_ahead_time_millis = 1500
+    await stored_on_a(env, 1)
+    # a session must exist for renewals to continue
+    env.server.service.sessions.touch("client-1")
+    rs = await receive(env, recv_req(invisible=None, auto_renew=True))
+    m = [r.message for r in rs if r.HasField("message")][0]
+    handle = m.system_properties.receipt_handle
+    for _ in range(40):
+        if env.backend.changed:
+            break
+        await asyncio.sleep(0.1)
+    assert env.backend.changed, "the proxy did not renew the handle"
+    ack = spb.AckMessageRequest()
+    ack.group.name, ack.topic.name = "G", "T"
+    ack.entries.add(message_id=m.system_properties.message_id, receipt_handle=handle)
+    r = await env.stub.AckMessage(ack, metadata=MD)
+    assert r.status.code == C.OK
+    acked_extra = env.backend.acked[-1][3]
+    assert acked_extra != " ".join(handle.split(" ")[:8])  # the renewed handle was acked
+    assert acked_extra.split(" ")[2] == "2000"
+    assert not env.server.service._renewals
