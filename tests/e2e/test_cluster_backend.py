@@ -164,3 +164,44 @@ async def test_cluster_backend_transaction_commit_and_check_back(tmp_path: Path)
             assert sorted(got) == [b"check-me", b"commit-me"]
         finally:
             await backend.shutdown()
+
+
+def _has_pop_processor() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("backends.broker.pop.processor") is not None
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _has_pop_processor(), reason="backends.broker.pop.processor not there yet")
+async def test_cluster_backend_pop_ack_change_dlq(cluster: tuple[str, list[ServerProcess], dict[str, int]]) -> None:
+    from backends.api import PopRequest, PopStatus
+
+    ns_addr, _, _ = cluster
+    backend = ClusterBackend([ns_addr], "DefaultCluster")
+    await backend.start()
+    try:
+        await backend.send_message("broker-a", [Message("PopCT", b"seed", {"UNIQ_KEY": "S0"}, queue_id=0)], 5)
+        first = await backend.pop_message("broker-a", PopRequest("PopCG", "PopCT", max_msg_nums=8), 5)
+        assert first.status is not PopStatus.FOUND  # a new group starts at the latest offset
+        for i in range(3):
+            await backend.send_message("broker-a", [Message("PopCT", f"p{i}".encode(), {"UNIQ_KEY": f"P{i}"},
+                                                            queue_id=0)], 5)
+        got = await backend.pop_message("broker-a", PopRequest("PopCG", "PopCT", max_msg_nums=8,
+                                                               invisible_time_ms=30_000, poll_time_ms=2000), 8)
+        assert got.status is PopStatus.FOUND and sorted(m.body for m in got.messages) == [b"p0", b"p1", b"p2"]
+        by_body = {m.body: m.properties["POP_CK"] for m in got.messages}
+        await backend.ack_message("broker-a", "PopCG", "PopCT", by_body[b"p0"])
+        new = await backend.change_invisible_time("broker-a", "PopCG", "PopCT", by_body[b"p1"], 0)
+        assert new and new != by_body[b"p1"]
+        await backend.forward_to_dead_letter_queue("broker-a", "PopCG", "PopCT", by_body[b"p2"], 16)
+        again = await backend.pop_message("broker-a", PopRequest("PopCG", "PopCT", max_msg_nums=8,
+                                                                 poll_time_ms=3000), 8)
+        assert [m.body for m in again.messages] == [b"p1"]
+        assert again.messages[0].reconsume_times == 1
+        dlq = await backend.pull_message("broker-a", "x", "%DLQ%PopCG", 0, 0, 32, "TAG", "*", 0, 5)
+        assert [m.body for m in dlq.messages] == [b"p2"]
+    finally:
+        await backend.shutdown()
