@@ -1,25 +1,31 @@
-"""Flush services: group commit for SYNC_FLUSH and the periodic flush for ASYNC_FLUSH
+"""Flush service: group commit for SYNC_FLUSH and the periodic flush for ASYNC_FLUSH
 (RocketMQ's GroupCommitService / FlushRealTimeService).
 
-Every writer that waits at the same moment shares ONE fdatasync: writers await the future of the *next*
-round; a round captures the write position when it starts, so it covers every write made before.
-The fdatasync runs in a worker thread (never on the event loop). A round that does not finish within
-``sync_flush_timeout`` answers its writers FLUSH_DISK_TIMEOUT; an fdatasync error answers IO_ERROR and
-marks the service failed (after a failed fdatasync the page cache state is unknown, so no later write is
-acknowledged as durable until restart).
+One flush thread runs fdatasync back to back while there is something to make durable: each round
+syncs up to the commitlog write position at the moment it starts, so every writer waiting at that moment
+shares ONE fdatasync (group commit), and the next round starts at once in the thread, without waiting for
+the event loop to come round (a busy loop would otherwise leave the disk idle). Writers wait on a future
+resolved from the loop when a round covering their bytes completes. fdatasync never runs on the event
+loop. A writer not answered within ``sync_flush_timeout`` gets FLUSH_DISK_TIMEOUT; an fdatasync error
+answers IO_ERROR and marks the service failed: after a failed fdatasync the state of the page cache is
+unknown, so no later write is acknowledged as durable until restart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 from backends.model import PutMessageStatus
 
 log = logging.getLogger("rocketmq.store")
+
+_Waiter = tuple[int, "asyncio.Future[PutMessageStatus]", float]
 
 
 class FlushService:
@@ -30,128 +36,162 @@ class FlushService:
         flushed_pos: int,
         timeout_ms: int,
     ) -> None:
-        """``sync_to(from_pos, to_pos)`` makes bytes [from, to) durable (blocking, run in a thread)."""
+        """``sync_to(from_pos, to_pos)`` makes bytes [from, to) durable (blocking, run in the flush thread)."""
         self._sync_to = sync_to
         self._write_pos = write_pos
-        self.flushed_pos = flushed_pos
+        self.flushed_pos = flushed_pos  # loop side: acknowledged durable up to here
+        self._synced = flushed_pos  # thread side
+        self._want = flushed_pos
         self._timeout = timeout_ms / 1000.0
-        self._next: asyncio.Future[PutMessageStatus] | None = None
-        self._next_timer: asyncio.TimerHandle | None = None
-        self._in_flight = False
+        self._waiters: collections.deque[_Waiter] = collections.deque()  # in order of end and deadline
+        self._untimed: list[tuple[int, asyncio.Future[PutMessageStatus]]] = []  # flush() callers
+        self._timer: asyncio.TimerHandle | None = None
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-flush")
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store-checkpoint")
         self.failed: BaseException | None = None
         self.rounds = 0  # completed fdatasync rounds (observability and tests)
-        self.sync_seconds = 0.0  # time spent in fdatasync
-        self._idle: asyncio.Event | None = None
+        self.sync_seconds = 0.0  # time spent in fdatasync rounds
 
-    # --- SYNC_FLUSH waiters ------------------------------------------------------------------
-    def wait_durable(self, end_pos: int) -> asyncio.Future[PutMessageStatus]:
-        """A future answering when every byte before ``end_pos`` is durable (or timeout / error)."""
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
-        if self.failed is not None:
-            f: asyncio.Future[PutMessageStatus] = loop.create_future()
-            f.set_result(PutMessageStatus.IO_ERROR)
-            return f
-        if self.flushed_pos >= end_pos:
-            f = loop.create_future()
-            f.set_result(PutMessageStatus.PUT_OK)
-            return f
-        fut = self._next
-        if fut is None:
-            fut = self._next = loop.create_future()
-            self._next_timer = loop.call_later(self._timeout, self._expire, fut)
-        if not self._in_flight:
-            self._start_round()
-        return fut
+    # --- the flush thread ----------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._run, name="store-flush", daemon=True)
+            self._thread.start()
 
-    def _expire(self, fut: asyncio.Future[PutMessageStatus]) -> None:
-        if not fut.done():
-            log.warning("flush: fdatasync did not finish within %.0f ms; answering FLUSH_DISK_TIMEOUT",
-                        self._timeout * 1000)
-            fut.set_result(PutMessageStatus.FLUSH_DISK_TIMEOUT)
+    def _request(self, end: int) -> None:
+        with self._cv:
+            if end > self._want:
+                self._want = end
+                if not self._busy:
+                    self._cv.notify()
 
-    def _start_round(self) -> None:
+    def _run(self) -> None:
         loop = self._loop
         assert loop is not None
-        fut, timer = self._next, self._next_timer
-        self._next = self._next_timer = None
-        start, target = self.flushed_pos, self._write_pos()
-        self._in_flight = True
-        cf = loop.run_in_executor(self._executor, self._timed_sync, start, target)
-        cf.add_done_callback(lambda f: self._round_done(f, target, fut, timer))
-
-    def _timed_sync(self, start: int, target: int) -> None:
-        t0 = time.perf_counter()
-        try:
-            self._sync_to(start, target)
-        finally:
+        while True:
+            with self._cv:
+                self._busy = False
+                while self._want <= self._synced and not self._stop:
+                    self._cv.wait()
+                if self._want <= self._synced:
+                    return  # stopping and nothing left
+                self._busy = True
+            start, target = self._synced, self._write_pos()
+            t0 = time.perf_counter()
+            try:
+                self._sync_to(start, target)
+            except BaseException as e:  # noqa: BLE001 - any failure means "not durable"
+                self.failed = e
+                self.rounds += 1
+                loop.call_soon_threadsafe(self._on_error, e)
+                with self._cv:
+                    self._busy = False
+                return
             self.sync_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            self._synced = max(self._synced, target)
+            try:
+                loop.call_soon_threadsafe(self._on_synced, target)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
 
-    def _round_done(
-        self,
-        done: asyncio.Future[None],
-        target: int,
-        fut: asyncio.Future[PutMessageStatus] | None,
-        timer: asyncio.TimerHandle | None,
-    ) -> None:
-        self._in_flight = False
-        self.rounds += 1
-        if timer is not None:
-            timer.cancel()
-        exc = done.exception()
-        if exc is not None:
-            if self.failed is None:
-                log.error("flush: fdatasync of the commitlog failed: %r; answering IO_ERROR and refusing "
-                          "further writes until restart", exc)
-            self.failed = exc
-            for f in (fut, self._next):
-                if f is not None and not f.done():
-                    f.set_result(PutMessageStatus.IO_ERROR)
-            if self._next_timer is not None:
-                self._next_timer.cancel()
-            self._next = self._next_timer = None
+    # --- loop side ---------------------------------------------------------------------------
+    def wait_durable(self, end_pos: int, timeout: bool = True) -> asyncio.Future[PutMessageStatus]:
+        """A future answering when every byte before ``end_pos`` is durable (or timeout / error)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[PutMessageStatus] = loop.create_future()
+        if self.failed is not None:
+            fut.set_result(PutMessageStatus.IO_ERROR)
+            return fut
+        if self.flushed_pos >= end_pos:
+            fut.set_result(PutMessageStatus.PUT_OK)
+            return fut
+        self._ensure_thread()
+        if timeout:
+            self._waiters.append((end_pos, fut, loop.time() + self._timeout))
+            if self._timer is None:
+                self._timer = loop.call_at(self._waiters[0][2], self._expire)
         else:
-            if target > self.flushed_pos:
-                self.flushed_pos = target
-            if fut is not None and not fut.done():
-                fut.set_result(PutMessageStatus.PUT_OK)
-            if self._next is not None:
-                self._start_round()
-        if not self._in_flight and self._idle is not None:
-            self._idle.set()
+            self._untimed.append((end_pos, fut))
+        self._request(end_pos)
+        return fut
 
-    # --- ASYNC_FLUSH / explicit flush ---------------------------------------------------------
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        w = self._waiters
+        n = 0
+        while w and w[0][2] <= now:
+            _, fut, _ = w.popleft()
+            if not fut.done():
+                fut.set_result(PutMessageStatus.FLUSH_DISK_TIMEOUT)
+                n += 1
+        if n:
+            log.warning("flush: fdatasync did not finish within %.0f ms; answered FLUSH_DISK_TIMEOUT to %d "
+                        "waiting writer(s)", self._timeout * 1000, n)
+        if w:
+            self._timer = loop.call_at(w[0][2], self._expire)
+
+    def _on_synced(self, target: int) -> None:
+        if self.failed is not None:
+            return  # _on_error answers everyone
+        if target > self.flushed_pos:
+            self.flushed_pos = target
+        w = self._waiters
+        while w and w[0][0] <= target:
+            _, fut, _ = w.popleft()
+            if not fut.done():
+                fut.set_result(PutMessageStatus.PUT_OK)
+        if self._untimed:
+            keep = []
+            for end, fut in self._untimed:
+                if end <= target:
+                    if not fut.done():
+                        fut.set_result(PutMessageStatus.PUT_OK)
+                else:
+                    keep.append((end, fut))
+            self._untimed = keep
+        if not w and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_error(self, exc: BaseException) -> None:
+        log.error("flush: fdatasync of the commitlog failed: %r; answering IO_ERROR and refusing further "
+                  "writes until restart", exc)
+        self.failed = exc
+        for _, fut, _ in self._waiters:
+            if not fut.done():
+                fut.set_result(PutMessageStatus.IO_ERROR)
+        for _, fut in self._untimed:
+            if not fut.done():
+                fut.set_result(PutMessageStatus.IO_ERROR)
+        self._waiters.clear()
+        self._untimed.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     async def flush(self) -> PutMessageStatus:
-        """Make everything written so far durable (used by the periodic flush and shutdown)."""
+        """Make everything written so far durable (periodic flush, checkpoint, shutdown); no timeout."""
         if self.failed is not None:
             return PutMessageStatus.IO_ERROR
-        end = self._write_pos()
-        if end <= self.flushed_pos:
-            return PutMessageStatus.PUT_OK
-        self._loop = asyncio.get_running_loop()
-        fut = self.wait_durable(end)
-        # a periodic flush must not give up on the round: wait for it even past the timeout
-        while True:
-            status = await asyncio.shield(fut)
-            if status is not PutMessageStatus.FLUSH_DISK_TIMEOUT or self.failed is not None:
-                break
-            await self.wait_idle()
-            if self.flushed_pos >= end:
-                return PutMessageStatus.PUT_OK
-            fut = self.wait_durable(end)
-        return status
-
-    async def wait_idle(self) -> None:
-        while self._in_flight:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
+        return await self.wait_durable(self._write_pos(), timeout=False)
 
     def run_blocking(self, fn: Callable[[], None]) -> asyncio.Future[None]:
-        """Run ``fn`` on the flush thread (CQ / index msync, checkpoint write)."""
-        loop = self._loop or asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, fn)
+        """Run ``fn`` on the checkpoint thread (consume queue / index msync, checkpoint write)."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
         self._executor.shutdown(wait=True)

@@ -68,10 +68,11 @@ async def test_group_commit_shares_fdatasync(make_store: StoreFactory) -> None:
     assert all(r.ok for r in results)
     assert fs.calls == 2, fs.calls  # 64 writers, 2 fdatasyncs: round 1 + one shared by the 63 waiting
     assert s._flush is not None and s._flush.rounds == 2
-    # 64 writers arriving together share a single fdatasync
-    fs2_calls = fs.calls
+    # 64 writers arriving together: their fdatasyncs start every 16 messages (pipelined with the
+    # encoding of the next ones), so at most 4 for 64 writers
+    before = fs.calls
     results = await asyncio.wait_for(asyncio.gather(*(s.put_messages([msg()]) for _ in range(64))), 5)
-    assert all(r.ok for r in results) and fs.calls == fs2_calls + 1
+    assert all(r.ok for r in results) and 1 <= fs.calls - before <= 4
 
 
 async def test_flush_disk_timeout(make_store: StoreFactory) -> None:
