@@ -9,7 +9,6 @@ END_TRANSACTION can name the half message on any proxy process; see :func:`encod
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +145,9 @@ class LocalBackend(Backend):
     # -- produce --
     async def send_message(self, broker_name: str, messages: list[Message], timeout: float) -> list[SendResult]:
         self._check_broker(broker_name)
-        result = await asyncio.wait_for(self.broker.send_messages(messages), timeout)
+        # No wait_for here: cancelling a store append half way helps nobody; the store bounds its own
+        # waits (syncFlushTimeout -> FLUSH_DISK_TIMEOUT).
+        result = await self.broker.send_messages(messages)
         handles = [self.broker.recall_handle_for(m) for m in messages]
         for m in messages:  # the timer service moved delayed messages to its topic in place
             real_qid = m.properties.get(MessageConst.REAL_QUEUE_ID)
