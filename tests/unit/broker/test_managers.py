@@ -99,3 +99,33 @@ def test_allocate_average() -> None:
     assert allocate_average(q, ["a", "b", "c"], "c") == [6, 7]
     assert allocate_average([0, 1], ["a", "b", "c"], "c") == []
     assert allocate_average(q, ["a"], "z") == []
+
+
+async def test_restart_keeps_topics_groups_offsets_messages(tmp_path: Path) -> None:
+    from backends.model import SubscriptionGroupConfig
+
+    def make() -> BrokerController:
+        return BrokerController(BrokerConfig(store_path_root_dir=str(tmp_path), listen_port=0,
+                                             mapped_file_size_commit_log=4 * 1024 * 1024))
+
+    b = make()
+    await b.start()
+    b.create_topic(TopicConfig("KeepT", 2, 2, attributes={"message.type": "DELAY"}))
+    b.update_subscription_group(SubscriptionGroupConfig("KeepG", retry_max_times=5))
+    await b.send_messages([Message("KeepT", b"kept", {"UNIQ_KEY": "K"}, queue_id=1)])
+    b.update_consumer_offset("KeepG", "KeepT", 1, 1)
+    await b.shutdown()
+
+    b = make()
+    await b.start()
+    try:
+        tc = b.topic_config_manager.select_topic_config("KeepT")
+        assert tc is not None and tc.read_queue_nums == 2 and tc.attributes == {"message.type": "DELAY"}
+        sg = b.subscription_group_manager.get("KeepG")
+        assert sg is not None and sg.retry_max_times == 5
+        assert b.query_consumer_offset("KeepG", "KeepT", 1) == 1
+        assert b.get_max_offset("KeepT", 1) == 1
+        out = await b.pull_message("KeepG", "KeepT", 1, 0, 32)
+        assert [m.body for m in decode_records(b"".join(out.records))] == [b"kept"]
+    finally:
+        await b.shutdown()
