@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
@@ -103,7 +104,21 @@ def parse_attributes(text: str | None) -> dict[str, str]:
     return out
 
 
+_TOPIC_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
+
+
+def validate_topic(topic: str) -> None:
+    """RocketMQ's TopicValidator rules for a topic a user creates."""
+    if not topic.strip():
+        raise UsageError("the specified topic is blank")
+    if len(topic) > 127:
+        raise UsageError("the specified topic is longer than topic max length 127")
+    if not _TOPIC_RE.match(topic):
+        raise UsageError(f"the specified topic[{topic}] contains illegal characters, allowing only ^[%|a-zA-Z0-9_-]+$")
+
+
 async def update_topic(admin: AdminClient, a: argparse.Namespace) -> None:
+    validate_topic(a.topic)
     attrs = parse_attributes(a.attributes)
     mt = attrs.get(MESSAGE_TYPE_ATTRIBUTE)
     if mt is not None and mt.upper() not in ("NORMAL", "FIFO", "DELAY", "TRANSACTION", "MIXED"):

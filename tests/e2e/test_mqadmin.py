@@ -77,6 +77,8 @@ def test_bad_arguments_and_unreachable(namesrv: str) -> None:
     assert cp.returncode == 2 and "many" in cp.stderr
     cp = mqadmin("updateTopic", "-n", namesrv, "-t", "X", ok=False)  # neither -b nor -c
     assert cp.returncode == 2 and "-c" in cp.stderr
+    cp = mqadmin("updateTopic", "-n", namesrv, "-c", "DefaultCluster", "-t", "bad topic!", ok=False)
+    assert cp.returncode == 2 and "illegal characters" in cp.stderr
     cp = mqadmin("topicList", "-n", "nonsense", ok=False)
     assert cp.returncode == 1 and "nonsense" in cp.stderr
     assert "updateTopic" in mqadmin("help").stdout

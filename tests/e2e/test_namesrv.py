@@ -168,6 +168,17 @@ async def test_kv_config_and_bad_input(namesrv_pair) -> None:
                 continue
             s.settimeout(3)
             assert s.recv(10) == b""
+    # a 2 GiB length prefix followed by a flood: refused at once, nothing buffered for it
+    with socket.create_connection((host, int(port)), timeout=3) as s:
+        s.sendall(struct.pack(">i", 2**31 - 1))
+        try:
+            for _ in range(64):
+                s.sendall(b"\0" * 65536)
+        except OSError:
+            pass  # reset by the server: expected
+    rss_kb = int([ln for ln in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines()
+                  if ln.startswith("VmRSS")][0].split()[1])
+    assert rss_kb < 200_000
     r = await c.invoke(ns, RemotingCommand.request(RequestCode.GET_BROKER_CLUSTER_INFO), 3)
     assert r.code == 0
     await c.close()
