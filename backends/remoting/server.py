@@ -174,6 +174,7 @@ class Connection(asyncio.Protocol):
             if resp is not None and not cmd.flag & FLAG_ONEWAY:
                 resp.opaque = cmd.opaque
                 resp.flag = (resp.flag | FLAG_RESPONSE) & ~FLAG_ONEWAY
+                resp.serialize_type = cmd.serialize_type  # answer in the request's serialization
                 self.write(resp)
         finally:
             self._inflight -= 1

@@ -232,3 +232,16 @@ async def test_unencodable_response_becomes_system_error(srv: RemotingServer) ->
     r = await c.invoke(f"127.0.0.1:{srv.port}", RemotingCommand.request(1005), 3)
     assert r.code == ResponseCode.SYSTEM_ERROR
     await c.close()
+
+
+async def test_response_follows_request_serialization(srv: RemotingServer) -> None:
+    async def fresh(req: RemotingCommand, conn: Connection) -> RemotingCommand:
+        return RemotingCommand(code=0, ext_fields={"n": 1})  # type: ignore[dict-item]
+
+    srv.register_processor(1006, fresh)
+    c = RemotingClient()
+    req = RemotingCommand.request(1006)
+    req.serialize_type = SERIALIZE_ROCKETMQ
+    r = await c.invoke(f"127.0.0.1:{srv.port}", req, 3)
+    assert r.serialize_type == SERIALIZE_ROCKETMQ and r.ext_fields == {"n": "1"} and r.is_response
+    await c.close()
