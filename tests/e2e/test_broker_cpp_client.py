@@ -71,3 +71,22 @@ def test_cpp_client_reconsume_later_goes_through_retry_topic(tmp_path: Path) -> 
         assert lines, f"no result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
         result = json.loads(lines[-1])
         assert result == {"sent": 5, "first": 5, "redelivered": 5, "reconsume_times": [1]}, (result, cp.stderr)
+
+
+@pytest.mark.skipif(not CPP_CLIENT_PYTHON.exists(), reason=".venv-cpp missing (.ci/run creates it)")
+def test_cpp_client_orderly(tmp_path: Path) -> None:
+    ns_port, port = free_port(), free_port()
+    ns = f"127.0.0.1:{ns_port}"
+    conf = tmp_path / "broker.conf"
+    conf.write_text(f"listenPort={port}\nmappedFileSizeCommitLog=4194304\n")
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
+            server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
+        asyncio.run(create_topic(f"127.0.0.1:{port}", "CppOrder"))
+        cp = subprocess.run(
+            [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "orderly.py"), ns, "CppOrder", "CppOrderG",
+             "60"],
+            capture_output=True, text=True, timeout=150, cwd=str(tmp_path), env={"HOME": str(tmp_path)},
+        )
+        lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
+        assert lines, f"no result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
+        assert json.loads(lines[-1]) == {"sent": 60, "received": 60, "in_order": True}, cp.stderr
