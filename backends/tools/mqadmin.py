@@ -241,7 +241,8 @@ async def delete_sub_group(admin: AdminClient, a: argparse.Namespace) -> None:
 
 async def consumer_progress(admin: AdminClient, a: argparse.Namespace) -> None:
     if not a.groupName:
-        raise UsageError("consumerProgress: -g consumerGroup is required")
+        await all_groups_progress(admin)
+        return
     rows = []
     tps = 0.0
     answered = False
@@ -268,6 +269,49 @@ async def consumer_progress(admin: AdminClient, a: argparse.Namespace) -> None:
     print()
     print(f"Consume TPS: {tps:.2f}")
     print(f"Consume Diff Total: {sum(r[5] for r in rows)}")
+
+
+async def all_groups_progress(admin: AdminClient) -> None:
+    """consumerProgress without -g: one line per subscription group of every master broker."""
+    masters = await admin.master_addrs()
+    groups: set[str] = set()
+    for _, addr in masters:
+        resp = await admin.call_ok(addr, RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG)
+        data = json_body.loads(resp.body) if resp.body else {}
+        groups.update((data.get("subscriptionGroupTable") or {}).keys())
+    rows = []
+    for group in sorted(groups):
+        if group.startswith(("CID_RMQ_SYS_", "CID_ONSAPI_", "TOOLS_CONSUMER")) or group in _SYSTEM_GROUPS:
+            continue
+        diff, tps, count, version, ctype, model = 0, 0.0, 0, "OFFLINE", "", ""
+        for _, addr in masters:
+            try:
+                entries, t = await admin.consume_stats(addr, group)
+            except BackendError:
+                continue
+            tps += t
+            diff += sum(max(int(w.get("brokerOffset", 0)) - int(w.get("consumerOffset", 0)), 0) for _, w in entries)
+        for _, addr in masters:
+            resp = await admin.consumer_connection(addr, group)
+            if resp.code == ResponseCode.SUCCESS:
+                data = json_body.loads(resp.body) if resp.body else {}
+                conns = data.get("connectionSet") or []
+                count = len(conns)
+                versions = sorted({str(c.get("version", "")) for c in conns})
+                version = versions[-1] if versions else "OFFLINE"
+                ctype = {"CONSUME_ACTIVELY": "PULL", "CONSUME_PASSIVELY": "PUSH", "CONSUME_POP": "POP"}.get(
+                    str(data.get("consumeType", "")), str(data.get("consumeType", "")))
+                model = str(data.get("messageModel", ""))
+                break
+        rows.append([group, count, version, ctype, model, f"{tps:.0f}", diff])
+    print(table(rows, ["#Group", "#Count", "#Version", "#Type", "#Model", "#TPS", "#Diff Total"]))
+
+
+_SYSTEM_GROUPS = frozenset({
+    "TOOLS_CONSUMER", "FILTERSRV_CONSUMER", "__MONITOR_CONSUMER", "CLIENT_INNER_PRODUCER", "SELF_TEST_P_GROUP",
+    "SELF_TEST_C_GROUP", "CID_ONS-HTTP-PROXY", "CID_ONSAPI_PERMISSION", "CID_ONSAPI_OWNER", "CID_ONSAPI_PULL",
+    "CID_RMQ_SYS_TRANS", "CID_SYS_RMQ_TRANS", "PID_SYS_RMQ_TRANS",
+})
 
 
 async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None:

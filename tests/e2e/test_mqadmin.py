@@ -125,6 +125,9 @@ def test_broker_commands(namesrv: str, broker: str) -> None:
     mqadmin("resetOffsetByTime", *n, "-g", "AdmG", "-t", "AdmT", "-s", "0")
     out = mqadmin("consumerProgress", *n, "-g", "AdmG").stdout
     assert "Consume Diff Total: 1" in out
+    out = mqadmin("consumerProgress", *n).stdout
+    assert [ln.split() for ln in out.splitlines() if ln.startswith("AdmG ")] == [
+        ["AdmG", "0", "OFFLINE", "0", "1"]]
     cp = mqadmin("consumerConnection", *n, "-g", "AdmG", ok=False)
     assert cp.returncode == 1 and "206" in cp.stderr
     out = mqadmin("clusterList", *n).stdout
