@@ -25,16 +25,18 @@ class Header:
         self.f = request.ext_fields or {}
 
     def s(self, name: str, default: str | None = None, *aliases: str) -> str:
-        for n in (name, *aliases):
-            v = self.f.get(n)
-            if v is not None:
-                return str(v)
+        v = self.opt(name, *aliases)
+        if v is not None:
+            return v
         if default is None:
             raise HeaderError(f"the custom field <{name}> is null")
         return default
 
     def opt(self, name: str, *aliases: str) -> str | None:
-        for n in (name, *aliases):
+        v = self.f.get(name)
+        if v is not None:
+            return v if type(v) is str else str(v)
+        for n in aliases:
             v = self.f.get(n)
             if v is not None:
                 return str(v)
