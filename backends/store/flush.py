@@ -86,9 +86,14 @@ class FlushService:
             try:
                 self._sync_to(start, target)
             except BaseException as e:  # noqa: BLE001 - any failure means "not durable"
+                already = self.failed is not None
                 self.failed = e
                 self.rounds += 1
-                loop.call_soon_threadsafe(self._on_error, e)
+                if not already:
+                    try:
+                        loop.call_soon_threadsafe(self._on_error, e)
+                    except RuntimeError:  # the loop is closed
+                        pass
                 with self._cv:
                     self._busy = False
                 return
@@ -162,10 +167,18 @@ class FlushService:
             self._timer.cancel()
             self._timer = None
 
+    def fail(self, exc: BaseException) -> None:
+        """Answer IO_ERROR to every waiter and refuse further acknowledgements (loop side)."""
+        self.failed = exc
+        self._answer_all_failed()
+
     def _on_error(self, exc: BaseException) -> None:
         log.error("flush: fdatasync of the commitlog failed: %r; answering IO_ERROR and refusing further "
                   "writes until restart", exc)
         self.failed = exc
+        self._answer_all_failed()
+
+    def _answer_all_failed(self) -> None:
         for _, fut, _ in self._waiters:
             if not fut.done():
                 fut.set_result(PutMessageStatus.IO_ERROR)

@@ -156,7 +156,8 @@ class MessageStore:
         self._next_qoff: dict[tuple[str, int], int] = {}
         self._drain_fut: asyncio.Future[PutMessageStatus] | None = None
         self._drain_error = ""
-        self._early_drain = 16  # SYNC_FLUSH: messages pending before a drain starts their fdatasync
+        self._closed = False
+        self._early_drain = 16 if self._sync else 1 << 30  # pending messages that trigger a drain now
         self.recovered_unclean = False  # observability: what the last start did
         self.recovery_scanned_bytes = 0
 
@@ -178,6 +179,7 @@ class MessageStore:
             os.fsync(f.fileno())
         _fsync_dir(self.root)
         self._enc_pos = self._pend_start = self.commitlog.write_pos
+        self._closed = False
         if self._sync and self.config.sync_flush_switch_interval_us > 0:
             want = self.config.sync_flush_switch_interval_us / 1e6
             if sys.getswitchinterval() > want:
@@ -318,6 +320,7 @@ class MessageStore:
         self._release_lock()
 
     def _close_files(self) -> None:
+        self._closed = True
         for cq in self._cqs.values():
             cq.close()
         self._cqs.clear()
@@ -491,7 +494,7 @@ class MessageStore:
             loop = asyncio.get_running_loop()
             fut = self._drain_fut = loop.create_future()
             loop.call_soon(self._drain)
-        if self._sync and len(self._pend_dispatch) >= self._early_drain:
+        if len(self._pend_dispatch) >= self._early_drain:
             # SYNC_FLUSH: start the fdatasync of what is pending now, so that it runs (in its thread)
             # while the event loop encodes the next writers' batches: group commit as a pipeline
             self._drain()
@@ -523,6 +526,11 @@ class MessageStore:
         fut = self._drain_fut
         self._drain_fut = None
         if fut is None:
+            return
+        if self._closed:  # files closed (simulated power loss): nothing may be written any more
+            self._pend_chunks, self._pend_parts, self._pend_dispatch, self._pend_listen = [], [], [], {}
+            self._drain_error = "message store is stopped"
+            fut.set_result(PutMessageStatus.SERVICE_NOT_AVAILABLE)
             return
         cl = self.commitlog
         chunks = self._pend_chunks
@@ -876,7 +884,7 @@ class MessageStore:
             cq.truncate_from_phy(cp.dispatched_phy_offset)
         self._close_files()
         if self._flush is not None:
-            self._flush.failed = RuntimeError("power lost")
+            self._flush.fail(RuntimeError("simulated power loss"))
             self._flush.close()
         self._release_lock()
 
