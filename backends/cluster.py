@@ -91,6 +91,7 @@ class ClusterBackend(Backend):
         self._producers: dict[str, str] = {}  # producer group -> client id
         self.client_id = f"{socket.gethostname()}@{os.getpid()}@proxy"
         self._task: asyncio.Task[None] | None = None
+        self._health: tuple[bool, float] = (False, -10.0)
         self.client.register_processor(RequestCode.CHECK_TRANSACTION_STATE, self._on_check_transaction)
         self.client.register_processor(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, self._ignore)
 
@@ -109,11 +110,17 @@ class ClusterBackend(Backend):
         await self.client.close()
 
     async def healthy(self) -> bool:
+        """A master of the cluster is known to the NameServers (answer cached for 2 s)."""
+        now = time.monotonic()
+        if now - self._health[1] < 2.0:
+            return self._health[0]
         try:
             route = await self.get_route(self.cluster_name, refresh=True)
+            ok = any(b.master_addr for b in route.broker_datas)
         except (BackendError, RemotingError):
-            return False
-        return any(b.master_addr for b in route.broker_datas)
+            ok = False
+        self._health = (ok, time.monotonic())
+        return ok
 
     async def _refresh_loop(self) -> None:
         while True:
