@@ -143,3 +143,28 @@ def test_master_and_slave_register_slave_refuses_writes(tmp_path: Path) -> None:
                 await be.shutdown()
 
         asyncio.run(check())
+
+
+def test_registers_with_every_name_server(tmp_path: Path) -> None:
+    import asyncio
+
+    p1, p2, port = free_port(), free_port(), free_port()
+    (tmp_path / "n1").mkdir()
+    (tmp_path / "n2").mkdir()
+    conf = tmp_path / "broker.conf"
+    conf.write_text(f"listenPort={port}\n")
+    with server([command("mqnamesrv"), "--listenPort", str(p1)], tmp_path / "n1", "boot success"), \
+            server([command("mqnamesrv"), "--listenPort", str(p2)], tmp_path / "n2", "boot success"), \
+            server([command("mqbroker"), "-n", f"127.0.0.1:{p1};127.0.0.1:{p2}", "-c", str(conf)], tmp_path,
+                   "boot success"):
+
+        async def check() -> None:
+            for p in (p1, p2):
+                be = ClusterBackend([f"127.0.0.1:{p}"], "DefaultCluster")
+                try:
+                    route = await be.get_route("DefaultCluster")
+                    assert route.broker_datas[0].broker_addrs == {0: f"127.0.0.1:{port}"}
+                finally:
+                    await be.shutdown()
+
+        asyncio.run(check())
