@@ -34,7 +34,11 @@ def setup_logging() -> Path:
 
 
 def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
-    parser = argparse.ArgumentParser(prog="mqnamesrv", description="Start a RocketMQ NameServer.")
+    parser = argparse.ArgumentParser(
+        prog="mqnamesrv",
+        description="Start a RocketMQ NameServer.",
+        epilog="Any config key can also be given as --key VALUE (e.g. --listenPort 9877), after -c.",
+    )
     parser.add_argument("-c", "--configFile", help="Name server config properties file")
     parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")
     parser.add_argument("-n", "--namesrvAddr", help=argparse.SUPPRESS)
