@@ -68,7 +68,12 @@ def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH", **proxy_conf: objec
         else:
             st.procs.append(es.enter_context(
                 server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT)))
-            if mode == "local":
+            if mode == "broker-proxy":  # mqbroker --enable-proxy: Local mode inside the broker process
+                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+                st.procs.append(es.enter_context(server(
+                    [command("mqbroker"), "-n", ns, "-c", str(bc), "--enable-proxy", "-pc", str(pc)],
+                    home, PROXY_BOOT)))
+            elif mode == "local":
                 bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
                 st.procs.append(es.enter_context(server(
                     [command("mqproxy"), "-pm", "local", "-n", ns, "-pc", str(pc), "-bc", str(bc)],

@@ -18,6 +18,16 @@ def proxy_stack(request, tmp_path):
         yield st
 
 
+@pytest.fixture
+def broker_proxy_stack(tmp_path):
+    with stack("broker-proxy", tmp_path) as st:
+        yield st
+
+
+def test_broker_enable_proxy(broker_proxy_stack):
+    test_send_receive_ack_change_invisible(broker_proxy_stack)
+
+
 def test_send_receive_ack_change_invisible(proxy_stack):
     st = proxy_stack
     st.create_topic("TopicBasic")
