@@ -78,6 +78,8 @@ class ConsumeQueue:
         try:
             if os.fstat(fd).st_size != self.file_bytes:
                 os.ftruncate(fd, self.file_bytes)
+            # reserve the blocks now: a write through the mapping into a hole of a full disk is SIGBUS
+            os.posix_fallocate(fd, 0, self.file_bytes)
             mm = mmap.mmap(fd, self.file_bytes)
         except OSError:
             os.close(fd)

@@ -39,9 +39,15 @@ class IndexFile:
         self.max_index = max_index
         self.size = INDEX_HEADER_SIZE + slots * 4 + max_index * INDEX_ENTRY_SIZE
         self.fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
-        if os.fstat(self.fd).st_size != self.size:
-            os.ftruncate(self.fd, self.size)
-        self.mm = mmap.mmap(self.fd, self.size)
+        try:
+            if os.fstat(self.fd).st_size != self.size:
+                os.ftruncate(self.fd, self.size)
+            # reserve the blocks now: a write through the mapping into a hole of a full disk is SIGBUS
+            os.posix_fallocate(self.fd, 0, self.size)
+            self.mm = mmap.mmap(self.fd, self.size)
+        except OSError:
+            os.close(self.fd)
+            raise
         (self.begin_ts, self.end_ts, self.begin_phy, self.end_phy, self.slot_count,
          self.index_count) = INDEX_HEADER.unpack_from(self.mm, 0)
         if self.index_count < 1:

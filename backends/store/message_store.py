@@ -34,7 +34,6 @@ from backends.model import (
     PutMessageResult,
     PutMessageStatus,
     SysFlag,
-    string_to_properties,
 )
 from backends.store.checkpoint import CheckpointData, StoreCheckpoint
 from backends.store.commitlog import CommitLog
@@ -53,10 +52,10 @@ from backends.store.record import (
     decode_record,
     encode_record,
     ip_bytes,
+    property_of,
     store_timestamp_of,
     stored_record_ok,
     tags_code,
-    tags_code_of_properties,
 )
 
 log = logging.getLogger("rocketmq.store")
@@ -269,14 +268,17 @@ class MessageStore:
         cq = self._cqs.get(key)
         if cq is None:
             cq = self._cqs[key] = ConsumeQueue(self._cq_root, v.topic, v.queue_id, self._cq_per_file)
-        cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code_of_properties(v.properties))
-        if self.config.message_index_enable and ("KEYS\x01" in v.properties or "UNIQ_KEY\x01" in v.properties):
-            props = string_to_properties(v.properties)
-            keys = props.get(_KEYS, "").split(" ")
-            u = props.get(_UNIQ)
-            if u:
-                keys.append(u)
-            self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
+        props = v.properties
+        tag = property_of(props, _TAGS) if "TAGS\x01" in props else None
+        cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code(tag) if tag else 0)
+        if self.config.message_index_enable:
+            u = property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None
+            k = property_of(props, _KEYS) if "KEYS\x01" in props else None
+            if u or k:
+                keys = k.split(" ") if k else []
+                if u:
+                    keys.append(u)
+                self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
         self._last_store_ts = v.store_timestamp
 
     async def shutdown(self) -> None:
@@ -405,7 +407,7 @@ class MessageStore:
             return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, error="message store is not running")
         if self._flush.failed is not None:
             return PutMessageResult(PutMessageStatus.IO_ERROR,
-                                    error=f"commitlog fdatasync failed earlier: {self._flush.failed!r}")
+                                    error=f"store failed earlier (no write is acknowledged until restart): {self._flush.failed!r}")
         if self._disk_full:
             return PutMessageResult(PutMessageStatus.DISK_FULL, error=(
                 f"disk usage above disk_max_used_space_ratio={self.config.disk_max_used_space_ratio}%"))
@@ -565,19 +567,30 @@ class MessageStore:
         cqs = self._cqs
         index = self.index if self.config.message_index_enable else None
         last_ts = 0
-        for key, qoff, phy, size, m, ts in dispatch:
-            props = m.properties
-            tag = props.get(_TAGS)
-            (cqs.get(key) or self._cq(*key)).put(qoff, phy, size, tags_code(tag) if tag else 0)
-            if index is not None:
-                u = props.get(_UNIQ)
-                k = props.get(_KEYS)
-                if u or k:
-                    keys = k.split(" ") if k else []
-                    if u:
-                        keys.append(u)
-                    index.put_keys(m.topic, keys, phy, ts)
-            last_ts = ts
+        try:
+            for key, qoff, phy, size, m, ts in dispatch:
+                props = m.properties
+                tag = props.get(_TAGS)
+                (cqs.get(key) or self._cq(*key)).put(qoff, phy, size, tags_code(tag) if tag else 0)
+                if index is not None:
+                    u = props.get(_UNIQ)
+                    k = props.get(_KEYS)
+                    if u or k:
+                        keys = k.split(" ") if k else []
+                        if u:
+                            keys.append(u)
+                        index.put_keys(m.topic, keys, phy, ts)
+                last_ts = ts
+        except OSError as e:
+            # the commitlog has the records but a consume queue or index file could not be created:
+            # refuse writes from now on; the next start (abort file present) rebuilds them
+            disk = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            log.error("store: dispatch to consume queue/index failed: %s; refusing writes until restart", e)
+            self._drain_error = f"consume queue/index dispatch failed: {e}"
+            if self._flush is not None:
+                self._flush.fail(e)
+            fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
+            return
         self._last_store_ts = last_ts
         if not self._sync:
             fut.set_result(PutMessageStatus.PUT_OK)

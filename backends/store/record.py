@@ -163,6 +163,30 @@ def check_record(buf: bytes | bytearray | memoryview, pos: int = 0, check_crc: b
         raise RecordError(f"wrong magic 0x{magic & 0xFFFFFFFF:08X} at {pos}")
     if total < HEAD_V4_SIZE + 3 or pos + total > end:
         raise RecordError(f"record at {pos} of size {total} runs past the end ({end})")
+    if magic == MESSAGE_MAGIC_CODE:
+        # fast path: V1 with IPv4 hosts, one unpack for the whole fixed header
+        (_, _, crc, queue_id, _flag, queue_offset, phys, sys_flag, _born_ts, _bip, _bport, store_ts, _sip,
+         _sport, _rc, _prep, body_len) = _HEAD_V4.unpack_from(buf, pos)
+        if not sys_flag & 0x30:
+            rec_end = pos + total
+            body_start = pos + HEAD_V4_SIZE
+            p = body_start + body_len
+            if body_len < 0 or p + 3 > rec_end:
+                raise RecordError(f"record at {pos}: body length {body_len} inconsistent with size {total}")
+            topic_end = p + 1 + buf[p]
+            if topic_end + 2 > rec_end:
+                raise RecordError(f"record at {pos}: topic length inconsistent with size {total}")
+            props_len = (buf[topic_end] << 8) | buf[topic_end + 1]
+            if props_len & 0x8000 or topic_end + 2 + props_len != rec_end:
+                raise RecordError(f"record at {pos}: properties length {props_len} inconsistent with size {total}")
+            if check_crc and zlib.crc32(buf[body_start:p]) & 0x7FFFFFFF != crc:
+                raise RecordError(f"body CRC mismatch in record at {pos}")
+            try:
+                topic = bytes(buf[p + 1:topic_end]).decode()
+                props = bytes(buf[topic_end + 2:rec_end]).decode()
+            except UnicodeDecodeError as e:
+                raise RecordError(f"record at {pos}: undecodable topic/properties ({e})") from None
+            return RecordView(total, queue_id, queue_offset, phys, sys_flag, store_ts, topic, props)
     (_, _, crc, queue_id, _flag, queue_offset, phys, sys_flag, _born_ts) = _HEAD.unpack_from(buf, pos)
     p = pos + _HEAD.size + (20 if sys_flag & SysFlag.BORNHOST_V6 else 8)
     (store_ts,) = _I64.unpack_from(buf, p)
@@ -395,3 +419,15 @@ def store_timestamp_of(head: bytes) -> int:
     (sys_flag,) = _I32.unpack_from(head, 36)
     (ts,) = _I64.unpack_from(head, 48 + (20 if sys_flag & SysFlag.BORNHOST_V6 else 8))
     return int(ts)
+
+
+def property_of(props: str, key: str) -> str | None:
+    """One property from a properties string without building a dict."""
+    k = key + "\x01"
+    i = props.find(k)
+    while i > 0 and props[i - 1] != "\x02":
+        i = props.find(k, i + 1)
+    if i < 0:
+        return None
+    j = props.find("\x02", i)
+    return props[i + len(k):j if j >= 0 else len(props)]
