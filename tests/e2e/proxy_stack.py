@@ -48,6 +48,7 @@ def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "AS
     path.write_text(
         f"brokerClusterName=DefaultCluster\nbrokerName={name}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n"
         f"flushDiskType={flush}\nlistenPort={port}\nstorePathRootDir={store}\nbrokerIP1=127.0.0.1\n"
+        "transactionTimeOut=1000\ntransactionCheckInterval=1000\n"
     )
     return path
 
