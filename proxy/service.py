@@ -153,6 +153,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         self.sessions = SessionManager(config.channel_expired_timeout / 1000.0)
         self._port = port or (lambda: config.grpc_server_port)
         self._topics: dict[str, _CachedTopic] = {}
+        self._groups: dict[str, tuple[SubscriptionGroupConfig | None, float]] = {}
         self._rr = itertools.count()
         self._renewals: dict[str, _Renewal] = {}
         self._renew_task: asyncio.Task[None] | None = None
@@ -217,10 +218,16 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         return eps
 
     async def _group_config(self, group: str) -> SubscriptionGroupConfig | None:
+        now = time.monotonic()
+        hit = self._groups.get(group)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         try:
-            return await self.backend.get_subscription_group(group)
+            gc = await self.backend.get_subscription_group(group)
         except BackendError:
-            return None
+            gc = None
+        self._groups[group] = (gc, now + ROUTE_CACHE_S)
+        return gc
 
     # -- QueryRoute --------------------------------------------------------------------------------
     async def QueryRoute(self, request: spb.QueryRouteRequest, context: Any) -> spb.QueryRouteResponse:

@@ -178,3 +178,23 @@ def test_to_pb_message():
     assert sp.store_host == "1.2.3.4:10911" and sp.message_type == pb.MessageType.FIFO and sp.message_group == "g"
     assert dict(m.user_properties) == {"color": "red"}
     assert sp.born_timestamp.seconds == 1 and sp.store_timestamp.seconds == 2
+
+
+def test_session_expiry_and_producers():
+    from proxy.session import SessionManager
+
+    sm = SessionManager(expire_after_s=10)
+    st = pb.Settings(client_type=pb.ClientType.PRODUCER)
+    st.publishing.topics.add(name="T")
+    s = sm.update_settings("c1", st)
+    assert s.topics == ("T",) and sm.producers_for("T") == []  # no open stream yet
+    import asyncio
+
+    q: asyncio.Queue = asyncio.Queue()
+    sm.attach("c1", q)
+    assert sm.producers_for("T") == [s]
+    sm.touch("c2")
+    now = s.last_seen
+    assert sm.expire(now + 11) == ["c2"]  # c1 keeps an open Telemetry stream
+    sm.detach("c1", q)
+    assert sm.expire(now + 11) == ["c1"] and sm.get("c1") is None
