@@ -301,7 +301,7 @@ class PopMessageService:
         retry_max = cfg.retry_max_times if cfg is not None else 16
         return max(1, retry_max + 1)
 
-    def _initial_offset(self, group: str, topic: str, queue_id: int) -> int:
+    def _initial_offset(self, group: str, topic: str, queue_id: int, init_mode: str | None = None) -> int:
         store = self.broker.message_store
         min_off = store.get_min_offset_in_queue(topic, queue_id)
         max_off = store.get_max_offset_in_queue(topic, queue_id)
@@ -312,7 +312,7 @@ class PopMessageService:
         with contextlib.suppress(Exception):
             cfg = self.broker.subscription_group_manager.find_subscription_group_config(group)
         attrs = cfg.attributes if cfg is not None else {}
-        where = (attrs.get("consumeFromWhere") or "").upper()
+        where = (init_mode or attrs.get("consumeFromWhere") or "").upper()
         if topic.startswith(DLQ_GROUP_TOPIC_PREFIX) or topic.startswith("%RETRY%"):
             where = "EARLIEST"
         if where in ("EARLIEST", "CONSUME_FROM_FIRST_OFFSET", "FIRST"):
@@ -325,12 +325,12 @@ class PopMessageService:
             return max(min_off, min(store.get_offset_in_queue_by_time(topic, queue_id, ts), max_off))
         return max_off
 
-    def _state(self, group: str, topic: str, queue_id: int, pending_writes: list[asyncio.Future[int]]
-               ) -> QueueState:
+    def _state(self, group: str, topic: str, queue_id: int, pending_writes: list[asyncio.Future[int]],
+               init_mode: str | None = None) -> QueueState:
         key = (group, topic, queue_id)
         qs = self.states.get(key)
         if qs is None:
-            qs = QueueState(group, topic, queue_id, self._initial_offset(group, topic, queue_id))
+            qs = QueueState(group, topic, queue_id, self._initial_offset(group, topic, queue_id, init_mode))
             self.states[key] = qs
             # Record where the group starts so a restart before its first message does not skip it.
             pending_writes.append(self.state_log.append(
@@ -388,8 +388,11 @@ class PopMessageService:
 
     # ------------------------------------------------------------------ pop
 
-    async def pop(self, request: PopRequest, timeout: float) -> PopResult:
-        """Hand out up to ``max_msg_nums`` messages; long-poll up to ``poll_time_ms`` when none."""
+    async def pop(self, request: PopRequest, timeout: float, init_mode: str | None = None) -> PopResult:
+        """Hand out up to ``max_msg_nums`` messages; long-poll up to ``poll_time_ms`` when none.
+
+        ``init_mode`` (LATEST|EARLIEST) overrides where a group without an offset starts (remoting
+        initMode); by default the group's ``consumeFromWhere`` attribute decides, else LATEST."""
         if not request.group or not request.topic:
             raise BackendError(ResponseCode.INVALID_PARAMETER, "consumerGroup and topic are required")
         if request.max_msg_nums <= 0 or request.max_msg_nums > MAX_MSG_NUMS:
@@ -418,7 +421,7 @@ class PopMessageService:
                     return PopResult(PopStatus.POLLING_FULL)
                 fut = self._add_waiter(request.topic)
             try:
-                result = await self._pop_once(request, tc, mfilter)
+                result = await self._pop_once(request, tc, mfilter, init_mode)
                 if result.messages or fut is None:
                     return result
                 remaining = end - loop_time()
@@ -433,7 +436,8 @@ class PopMessageService:
                 if fut is not None:
                     self._remove_waiter(request.topic, fut)
 
-    async def _pop_once(self, req: PopRequest, tc: TopicConfig, mfilter: MessageFilter | None) -> PopResult:
+    async def _pop_once(self, req: PopRequest, tc: TopicConfig, mfilter: MessageFilter | None,
+                        init_mode: str | None = None) -> PopResult:
         now = self.clock()
         writes: list[asyncio.Future[int]] = []
         if req.attempt_id:
@@ -455,7 +459,7 @@ class PopMessageService:
         pop_time = now
         store = self.broker.message_store
         for q in queues:
-            qs = self._state(req.group, req.topic, q, writes)
+            qs = self._state(req.group, req.topic, q, writes, init_mode)
             qs.expire(now)
             budget = req.max_msg_nums - len(out)
             if budget <= 0 or (req.order and qs.inflight):
