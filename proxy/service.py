@@ -736,6 +736,10 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
     async def _broker_of_offset_id(self, topic: str, msg_id: str) -> str:
         c = await self._topic(topic)
         brokers = [b for b in c.route.broker_datas if b.master_addr]
+        # The backends' transaction ids are "rawId commitLogOffset tranStateTableOffset brokerName".
+        parts = msg_id.split(" ")
+        if len(parts) == 4 and any(b.broker_name == parts[3] for b in brokers):
+            return parts[3]
         try:
             (host, port), _ = decode_offset_msg_id(msg_id)
             for b in brokers:

@@ -359,6 +359,11 @@ async def test_end_transaction_recall_dlq(env):
     e = await env.stub.EndTransaction(req, metadata=MD)
     assert e.status.code == C.OK
     assert env.backend.ended[-1][0] == broker and env.backend.ended[-1][5] is True
+    req.transaction_id = "RAW 100 3 broker-b"
+    assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.OK
+    assert env.backend.ended[-1][0] == "broker-b"
+    req.transaction_id = "garbage"
+    assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.INVALID_TRANSACTION_ID
     req.transaction_id = ""
     assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.INVALID_TRANSACTION_ID
     rc = spb.RecallMessageRequest(recall_handle="v1 abc")
