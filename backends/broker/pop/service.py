@@ -202,11 +202,13 @@ class PopMessageService:
             store.add_arrival_listener(self._on_arrival)
             self._listener_added = True
         self._revive_wakeup = asyncio.Event()
-        self._revive_task = asyncio.create_task(self._revive_loop(), name="PopReviveService")
         self._started = True
+        self._revive_task = asyncio.create_task(self._revive_loop(), name="PopReviveService")
 
     async def shutdown(self) -> None:
         self._started = False
+        if self._revive_wakeup is not None:
+            self._revive_wakeup.set()
         if self._revive_task is not None:
             self._revive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -846,8 +848,9 @@ class PopMessageService:
         return best
 
     async def _revive_loop(self) -> None:
-        assert self._revive_wakeup is not None
-        while True:
+        wakeup = self._revive_wakeup
+        assert wakeup is not None
+        while self._started:
             try:
                 await self.revive_once()
             except asyncio.CancelledError:
@@ -856,9 +859,13 @@ class PopMessageService:
                 log.exception("POP revive failed")
             nd = self._next_deadline()
             delay = 1.0 if nd is None else min(1.0, max(0.005, (nd - self.clock()) / 1000.0))
-            self._revive_wakeup.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._revive_wakeup.wait(), delay)
+            wakeup.clear()
+            # asyncio.wait (not wait_for, which can swallow a cancellation on 3.11)
+            waiter = asyncio.ensure_future(wakeup.wait())
+            try:
+                await asyncio.wait((waiter,), timeout=delay)
+            finally:
+                waiter.cancel()
 
     def _maybe_snapshot(self) -> None:
         if self.state_log.records_since_snapshot >= SNAPSHOT_EVERY_RECORDS and not self.state_log.snapshot_running:

@@ -55,6 +55,11 @@ class Env:
     async def restart(self) -> None:
         """A new service (and store, managers) over the same directory, without a clean shutdown of
         the POP service (as after kill -9, only what is in the log survives)."""
+        # the old service just stops (no final snapshot), as if the process had been killed
+        old_service = self.service
+        old_service._started = False
+        if old_service._revive_task is not None:
+            old_service._revive_task.cancel()
         store = self.broker.message_store
         if not isinstance(store, FakeStore):
             await store.shutdown()  # type: ignore[attr-defined]

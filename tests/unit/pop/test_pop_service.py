@@ -333,3 +333,32 @@ async def test_bad_requests(env: Env) -> None:
     with pytest.raises(BackendError) as ei:
         await env.pop(topic="WriteOnly")
     assert ei.value.code == ResponseCode.NO_PERMISSION
+
+
+async def test_shutdown_is_prompt_while_deadlines_are_due(env: Env) -> None:
+    earliest(env)
+    await env.send(2)
+    await env.pop(queue_id=0, invisible=1)  # due in 1 ms of the manual clock: the revive task spins
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(env.service.shutdown(), 3)
+    assert env.service._revive_task is None
+
+
+async def test_state_log_write_failure_fails_the_pop(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.model import PutMessageResult, PutMessageStatus
+
+    earliest(env)
+    await env.send(1)
+
+    async def failing_put(messages: list[object]) -> PutMessageResult:
+        return PutMessageResult(PutMessageStatus.OS_PAGE_CACHE_BUSY, error="injected")
+
+    monkeypatch.setattr(env.broker.message_store, "put_messages", failing_put)
+    with pytest.raises(BackendError) as ei:
+        await env.pop(queue_id=0)
+    assert ei.value.code == ResponseCode.SYSTEM_ERROR
+    monkeypatch.undo()
+    # the handed-out message was never confirmed: it comes back after its invisible time
+    env.clock.advance(30_001)
+    again = await env.pop(queue_id=0)
+    assert bodies(again.messages) == ["m0"]
