@@ -16,14 +16,14 @@ TOPIC = "TopicA"
 GROUP = "GroupA"
 
 
-def make_store(root: Path) -> object:
+def make_store(root: Path, **config: object) -> object:
     """The real MessageStore when it is usable, else the in-memory fake."""
     if os.environ.get("POP_TEST_STORE") == "fake":
         return FakeStore()
     try:
         from backends.store.message_store import MessageStore, MessageStoreConfig
 
-        return MessageStore(MessageStoreConfig(store_path_root_dir=str(root)))
+        return MessageStore(MessageStoreConfig(store_path_root_dir=str(root), **config))  # type: ignore[arg-type]
     except NotImplementedError:
         return FakeStore()
 
@@ -51,6 +51,24 @@ class Env:
         req = PopRequest(group=group, topic=topic, queue_id=queue_id, max_msg_nums=n,
                          invisible_time_ms=invisible, **kw)  # type: ignore[arg-type]
         return await self.service.pop(req, timeout=10)
+
+    async def power_loss_restart(self) -> None:
+        """kill -9 of the whole broker: the store drops what was not fdatasync'ed, nothing is shut down
+        and the config files (consumer offsets) are not persisted."""
+        old_service = self.service
+        old_service._started = False
+        if old_service._revive_task is not None:
+            old_service._revive_task.cancel()
+        self.broker.message_store.simulate_power_loss()  # type: ignore[attr-defined]
+        store = make_store(self.root, flush_disk_type="SYNC_FLUSH", power_loss_test_mode=True)
+        await store.start()  # type: ignore[attr-defined]
+        old = self.broker
+        self.broker = FakeBroker(str(self.root), store)
+        self.broker.topic_config_manager.load()
+        self.broker.subscription_group_manager = old.subscription_group_manager
+        self.broker.consumer_offset_manager.load()
+        self.service = PopMessageService(self.broker, clock=self.clock)
+        await self.service.start()
 
     async def restart(self) -> None:
         """A new service (and store, managers) over the same directory, without a clean shutdown of
@@ -86,6 +104,24 @@ def handles(msgs: list[MessageExt]) -> list[str]:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     store = make_store(tmp_path)
+    await store.start()  # type: ignore[attr-defined]
+    broker = FakeBroker(str(tmp_path), store)
+    broker.topic_config_manager.update_topic_config(TopicConfig(TOPIC, 4, 4))
+    clock = ManualClock()
+    service = PopMessageService(broker, clock=clock)
+    await service.start()
+    e = Env(tmp_path, broker, service, clock)
+    yield e
+    await e.service.shutdown()
+    await e.broker.message_store.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def sync_env(tmp_path: Path) -> AsyncIterator[Env]:
+    """Env over a SYNC_FLUSH store in power-loss test mode (skipped with the fake store)."""
+    store = make_store(tmp_path, flush_disk_type="SYNC_FLUSH", power_loss_test_mode=True)
+    if isinstance(store, FakeStore):
+        pytest.skip("needs the real MessageStore")
     await store.start()  # type: ignore[attr-defined]
     broker = FakeBroker(str(tmp_path), store)
     broker.topic_config_manager.update_topic_config(TopicConfig(TOPIC, 4, 4))

@@ -362,3 +362,26 @@ async def test_state_log_write_failure_fails_the_pop(env: Env, monkeypatch: pyte
     env.clock.advance(30_001)
     again = await env.pop(queue_id=0)
     assert bodies(again.messages) == ["m0"]
+
+
+async def test_power_loss_keeps_pop_state(sync_env: Env) -> None:
+    env = sync_env
+    earliest(env)
+    await env.send(6)
+    first = await env.pop(queue_id=0, n=4, invisible=10_000)
+    hs = handles(first.messages)
+    await env.service.ack(GROUP, TOPIC, hs[1])
+    await env.service.batch_ack(GROUP, TOPIC, [hs[3]])
+    changed = await env.service.change_invisible_time(GROUP, TOPIC, hs[2], 100_000)
+    assert not (env.root / "config" / "consumerOffset.json").exists()  # nothing but the log survives
+    await env.power_loss_restart()
+    # right after the crash: m0 and m2 are still invisible, m4 and m5 were never handed out
+    assert bodies((await env.pop(queue_id=0)).messages) == ["m4", "m5"]
+    env.clock.advance(10_001)
+    await env.service.revive_once()
+    again = await env.pop(queue_id=0)
+    assert bodies(again.messages) == ["m0"] and again.messages[0].reconsume_times == 1
+    await env.service.ack(GROUP, TOPIC, changed)  # a handle from before the crash still acks
+    env.clock.advance(200_000)
+    await env.service.revive_once()
+    assert sorted(bodies((await env.pop(queue_id=0)).messages)) == ["m0", "m4", "m5"]
