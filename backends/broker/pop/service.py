@@ -181,6 +181,7 @@ class PopMessageService:
         self._revive_wakeup: asyncio.Event | None = None
         self._started = False
         self._listener_added = False
+        self._background: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -534,7 +535,9 @@ class PopMessageService:
         if writes:
             await asyncio.gather(*writes)
         for qs, off, msg, e in to_dlq:
-            asyncio.ensure_future(self._dlq_and_ack(qs, off, msg, e))
+            task = asyncio.ensure_future(self._dlq_and_ack(qs, off, msg, e))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         status = PopStatus.FOUND if out else PopStatus.NO_NEW_MSG
         return PopResult(status, out, pop_time=pop_time, invisible_time=req.invisible_time_ms, rest_num=rest)
 
@@ -763,13 +766,10 @@ class PopMessageService:
         msg = self._read(real, info.queue_id, info.queue_offset)
         if msg is None:
             raise BackendError(ResponseCode.NO_MESSAGE, f"message {real}@{info.queue_id}:{info.queue_offset} is gone")
-        await self._put_dlq(group, msg, e.attempt)
-        cur = qs.entry(info.queue_offset)
-        if cur is not None and cur.pop_time == e.pop_time and cur.invisible_time == e.invisible_time:
-            qs.remove(info.queue_offset)
-            self._commit_offset(qs)
-            await self.state_log.append({"k": "A", "g": qs.group, "t": qs.topic, "q": qs.queue_id,
-                                         "e": [[info.queue_offset, e.pop_time, e.invisible_time]]})
+        # hold the message (no redelivery, its handle no longer acks) while the DLQ put runs
+        hold = InFlight(max(self.clock(), e.pop_time), DLQ_IN_PROGRESS_MS, e.attempt, e.ck_offset)
+        qs.put_inflight(info.queue_offset, hold, False)
+        await self._dlq_and_ack(qs, info.queue_offset, msg, hold, raise_errors=True)
 
     async def _put_dlq(self, group: str, msg: MessageExt, attempts: int) -> None:
         dlq = dlq_topic(group)
@@ -789,11 +789,14 @@ class PopMessageService:
             raise BackendError(ResponseCode.SYSTEM_ERROR, f"put to {dlq} failed: {res.status.name} {res.error}")
         log.info("message %s of %s moved to %s after %d deliveries", msg.msg_id, msg.topic, dlq, attempts)
 
-    async def _dlq_and_ack(self, qs: QueueState, off: int, msg: MessageExt, e: InFlight) -> None:
+    async def _dlq_and_ack(self, qs: QueueState, off: int, msg: MessageExt, e: InFlight,
+                           raise_errors: bool = False) -> None:
         try:
             await self._put_dlq(qs.group, msg, e.attempt)
         except Exception as err:  # noqa: BLE001 - retried when the DLQ hold expires
             log.error("DLQ put of %s failed, will retry: %s", qs.key, err)
+            if raise_errors:
+                raise
             return
         cur = qs.entry(off)
         if cur is not None and cur.pop_time == e.pop_time and cur.invisible_time == e.invisible_time:
