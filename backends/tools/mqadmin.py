@@ -226,6 +226,7 @@ async def update_sub_group(admin: AdminClient, a: argparse.Namespace) -> None:
         cfg.which_broker_when_consume_slowly = a.whichBrokerWhenConsumeSlowly
     if a.notifyConsumerIdsChanged is not None:
         cfg.notify_consumer_ids_changed_enable = a.notifyConsumerIdsChanged
+    cfg.attributes = parse_attributes(a.attributes)
     for _, addr in await _targets(admin, a):
         await admin.create_sub_group(addr, cfg)
         print(f"create subscription group to {addr} success.")
@@ -732,6 +733,8 @@ def _args_updateSubGroup(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--brokerId", type=int)
     p.add_argument("-w", "--whichBrokerWhenConsumeSlowly", type=int)
     p.add_argument("-a", "--notifyConsumerIdsChanged", type=_bool)
+    p.add_argument("--attributes", help="group attributes, e.g. +consumeFromWhere=EARLIEST "
+                   "(LATEST | EARLIEST | TIMESTAMP with +consumeTimestamp=<ms>): where a new group starts")
 
 
 @command("deleteSubGroup", "Delete subscription group from broker")
