@@ -337,3 +337,10 @@ def test_fuzz_random_text_only_raises_filter_error(expr: str, props: dict[str, s
             continue
         assert f.is_matched_by_properties(props) in (True, False)
         assert f.is_matched_by_tags_code(7) in (True, False)
+
+
+@pytest.mark.parametrize("tag", ["TagA", "Aa", "BB", "polygenelubricants", "\u00e9t\u00e9", "\U0001f600x", "a b"])
+def test_tag_codes_agree_with_the_store(tag: str) -> None:
+    record = pytest.importorskip("backends.store.record")
+    assert record.tags_code(tag) == tags_hash(tag)
+    assert build_filter("TAG", tag).is_matched_by_tags_code(record.tags_code(tag))
