@@ -233,7 +233,8 @@ async def test_background_loop_delivers_on_time(tmp_path: Any) -> None:
         assert set(got) == {"b0", "b1", "b2"}
         for uniq, due in puts:
             assert got[uniq].store_timestamp >= due  # never early
-            assert got[uniq].store_timestamp - due < 1000  # and on time
+            # on time: well under a second when idle; the bound leaves room for a loaded CI machine
+            assert got[uniq].store_timestamp - due < 2000
     finally:
         await timer.shutdown()
         if hasattr(store, "shutdown"):
