@@ -80,3 +80,34 @@ async def test_rollback_through_the_broker(broker: BrokerController) -> None:
     with pytest.raises(BackendError):
         await be.end_transaction("broker-a", "PG", "TxT2", "TX9", res[0].transaction_id, True, False)
     assert broker.get_max_offset("TxT2", 0) == 0
+
+
+async def test_pending_timer_and_half_messages_survive_a_broker_restart(tmp_path: Path) -> None:
+    def make() -> BrokerController:
+        cfg = BrokerConfig(store_path_root_dir=str(tmp_path / "store"), listen_port=0,
+                           mapped_file_size_commit_log=4 * 1024 * 1024)
+        return BrokerController(cfg)
+
+    b1 = make()
+    await b1.start()
+    if b1.timer_service is None or b1.transaction_service is None:
+        await b1.shutdown()
+        pytest.skip("timer/transaction services not wired")
+    be1 = LocalBackend(b1)
+    due = int(time.time() * 1000) + 1500
+    await be1.send_message("broker-a", [Message("RT", b"t", {"UNIQ_KEY": "R1", "TIMER_DELIVER_MS": str(due)}, queue_id=0)], 5)
+    half = await be1.send_message("broker-a", [Message("RTx", b"h", {"UNIQ_KEY": "H1", "TRAN_MSG": "true", "PGROUP": "PG"}, queue_id=0)], 5)
+    await b1.shutdown()
+
+    b2 = make()
+    await b2.start()
+    try:
+        assert b2.timer_service.pending_count == 1
+        assert [i.uniq_key for i in b2.transaction_service.pending.values()] == ["H1"]
+        be2 = LocalBackend(b2)
+        await be2.end_transaction("broker-a", "PG", "RTx", "H1", half[0].transaction_id, True, False)
+        assert b2.get_max_offset("RTx", 0) == 1
+        assert await wait_for(lambda: b2.get_max_offset("RT", 0) == 1)
+        assert time.time() * 1000 >= due
+    finally:
+        await b2.shutdown()
