@@ -341,6 +341,25 @@ class PopMessageService:
             self._commit_offset(qs)
         return qs
 
+    def _check_reset(self, qs: QueueState, pending_writes: list[asyncio.Future[int]]) -> None:
+        """An offset committed by someone else (mqadmin resetOffsetByTime, UPDATE_CONSUMER_OFFSET)
+        restarts the queue there: in-flight state is dropped (its handles then ack harmlessly)."""
+        try:
+            cur = self.broker.consumer_offset_manager.query_offset(qs.group, qs.topic, qs.queue_id)
+        except Exception:  # noqa: BLE001
+            return
+        if cur is None or cur < 0 or qs.committed < 0 or cur == qs.committed:
+            return
+        log.info("consumer offset of %s was reset from %d to %d: POP restarts there", qs.key, qs.committed, cur)
+        qs.inflight.clear()
+        qs.pending.clear()
+        qs.expiry.clear()
+        qs.outstanding.clear()
+        qs.next_offset = cur
+        qs.committed = cur
+        pending_writes.append(self.state_log.append(
+            {"k": "S", "qs": [[qs.group, qs.topic, qs.queue_id, cur, []]]}))
+
     def _commit_offset(self, qs: QueueState) -> None:
         off = qs.lowest_unacked()
         if off != qs.committed:
@@ -463,6 +482,7 @@ class PopMessageService:
         store = self.broker.message_store
         for q in queues:
             qs = self._state(req.group, req.topic, q, writes, init_mode)
+            self._check_reset(qs, writes)
             qs.expire(now)
             budget = req.max_msg_nums - len(out)
             if budget <= 0 or (req.order and qs.inflight):

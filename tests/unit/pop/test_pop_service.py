@@ -385,3 +385,21 @@ async def test_power_loss_keeps_pop_state(sync_env: Env) -> None:
     env.clock.advance(200_000)
     await env.service.revive_once()
     assert sorted(bodies((await env.pop(queue_id=0)).messages)) == ["m0", "m4", "m5"]
+
+
+async def test_offset_reset_by_admin_restarts_the_queue(env: Env) -> None:
+    earliest(env)
+    await env.send(3)
+    res = await env.pop(queue_id=0, invisible=10_000)
+    await env.service.ack(GROUP, TOPIC, handles(res.messages)[0])
+    assert env.broker.consumer_offset_manager.query_offset(GROUP, TOPIC, 0) == 1
+    env.broker.consumer_offset_manager.commit_offset("RESET", GROUP, TOPIC, 0, 0)  # mqadmin resetOffsetByTime
+    env.clock.advance(1)  # handles of one message differ by pop time (ms)
+    again = await env.pop(queue_id=0, invisible=10_000)
+    assert bodies(again.messages) == ["m0", "m1", "m2"]
+    with pytest.raises(BackendError):  # handles from before the reset name an older delivery
+        await env.service.ack(GROUP, TOPIC, handles(res.messages)[1])
+    assert env.service.inflight_count(GROUP) == 3
+    await env.restart()
+    env.clock.advance(10_001)
+    assert bodies((await env.pop(queue_id=0)).messages) == ["m0", "m1", "m2"]
