@@ -263,3 +263,27 @@ async def test_end_transaction_processor(env: Env) -> None:
     assert resp.code == ResponseCode.SYSTEM_ERROR
     resp = await proc(RemotingCommand.request(RequestCode.END_TRANSACTION, {}), None)
     assert resp.code == ResponseCode.SYSTEM_ERROR
+
+
+async def test_check_loop_runs_every_interval(tmp_path: Any) -> None:
+    import asyncio
+    import time
+
+    clock = FakeClock()
+    store = await open_store(str(tmp_path / "loop"), clock)
+    broker = StandInBroker(str(tmp_path / "loop"), store, clock)
+    tx = TransactionalMessageService(broker, clock=clock, check_interval_ms=20)
+    broker.transaction_service = tx
+    await tx.start()
+    try:
+        m = Message(topic=TOPIC, body=b"x", properties={"TRAN_MSG": "true", "PGROUP": GROUP, "UNIQ_KEY": "L1"},
+                    born_timestamp=clock.now)
+        await broker.put_messages([m])
+        clock.advance(6000)
+        deadline = time.monotonic() + 5
+        while not broker.check_calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert [c[2] for c in broker.check_calls][:1] == ["L1"]
+    finally:
+        await tx.shutdown()
+        await store.shutdown()
