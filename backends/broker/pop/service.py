@@ -130,7 +130,19 @@ class QueueState:
         e = self.inflight.pop(offset, None)
         if e is None:
             e = self.pending.pop(offset, None)
+        self._compact()
         return e
+
+    def _compact(self) -> None:
+        """Drop the lazily deleted heap entries once they outnumber the live ones (memory stays
+        proportional to what is in flight even when acked messages had long invisible times)."""
+        live = len(self.inflight) + len(self.pending)
+        if len(self.expiry) > 2 * len(self.inflight) + 1024:
+            self.expiry = [(e.deadline, off, e.pop_time) for off, e in self.inflight.items()]
+            heapq.heapify(self.expiry)
+        if len(self.outstanding) > 2 * live + 1024:
+            self.outstanding = list(self.inflight.keys()) + list(self.pending.keys())
+            heapq.heapify(self.outstanding)
 
     def expire(self, now: int) -> int:
         """Move in-flight messages whose deadline passed to ``pending``; returns how many moved."""
@@ -766,6 +778,7 @@ class PopMessageService:
         now = self.clock()
         ne = InFlight(max(now, e.pop_time), invisible_time_ms, e.attempt, e.ck_offset)
         qs.put_inflight(info.queue_offset, ne, False)
+        qs._compact()
         await self.state_log.append({"k": "C", "g": qs.group, "t": qs.topic, "q": qs.queue_id, "n": qs.next_offset,
                                      "e": [[info.queue_offset, ne.pop_time, ne.invisible_time, ne.attempt,
                                             ne.ck_offset]]})

@@ -403,3 +403,25 @@ async def test_offset_reset_by_admin_restarts_the_queue(env: Env) -> None:
     await env.restart()
     env.clock.advance(10_001)
     assert bodies((await env.pop(queue_id=0)).messages) == ["m0", "m1", "m2"]
+
+
+async def test_memory_follows_what_is_in_flight(env: Env) -> None:
+    earliest(env)
+    await env.send(32)
+    await env.send(32)
+    for _ in range(2):
+        res = await env.pop(queue_id=0, invisible=12 * 3600 * 1000)
+        hs = handles(res.messages)
+        for h in hs[1:]:  # the first one stays unacked, the rest acked out of order
+            await env.service.ack(GROUP, TOPIC, h)
+    qs = next(iter(env.service.queue_states(GROUP, TOPIC)))
+    assert len(qs.inflight) == 2
+    from backends.broker.pop.service import QueueState
+
+    # compaction bounds the lazily cleaned heaps
+    for _ in range(3000):
+        qs.expiry.append((2**60, 10**9, 0))
+        qs.outstanding.append(10**9)
+    qs._compact()
+    assert isinstance(qs, QueueState) and len(qs.expiry) == 2 and len(qs.outstanding) == 2
+    assert qs.lowest_unacked() == 0
