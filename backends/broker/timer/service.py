@@ -293,11 +293,15 @@ class TimerMessageService:
         if msg.topic == TIMER_TOPIC:
             return msg
         tran = msg.sys_flag & SysFlag.TRANSACTION_MASK
-        if tran not in (SysFlag.TRANSACTION_NOT_TYPE, SysFlag.TRANSACTION_COMMIT_TYPE):
-            return msg
         props = msg.properties
-        if tran == SysFlag.TRANSACTION_NOT_TYPE and props.get(MessageConst.TRANSACTION_PREPARED) == "true":
-            return msg  # a half message: the transaction service handles it first
+        if tran == SysFlag.TRANSACTION_PREPARED_TYPE or (
+            tran == SysFlag.TRANSACTION_NOT_TYPE and props.get(MessageConst.TRANSACTION_PREPARED) == "true"
+        ):
+            # a half message is stored as is and timed when committed; refuse a bad delivery time now
+            self.deliver_time_of(msg)
+            return msg
+        if tran != SysFlag.TRANSACTION_NOT_TYPE and tran != SysFlag.TRANSACTION_COMMIT_TYPE:
+            return msg
         if MessageConst.TIMER_OUT_MS in props:
             return msg
         now = self.clock()

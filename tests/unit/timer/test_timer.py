@@ -124,6 +124,8 @@ async def test_half_messages_are_not_intercepted(env: Env) -> None:
     m2 = msg("u2", TIMER_DELIVER_MS=str(env.clock.now + 5000))
     m2.sys_flag = SysFlag.TRANSACTION_PREPARED_TYPE
     assert env.timer.intercept(m2).topic == TOPIC
+    with pytest.raises(TimerMessageError):  # but a bad delivery time is refused at send
+        env.timer.intercept(msg("u4", TRAN_MSG="true", TIMER_DELAY_SEC=str(10**9)))
     m3 = msg("u3", TIMER_DELIVER_MS=str(env.clock.now + 5000))
     m3.sys_flag = SysFlag.TRANSACTION_COMMIT_TYPE  # a committed transaction message can be timed
     assert env.timer.intercept(m3).topic == TIMER_TOPIC
