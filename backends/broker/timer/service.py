@@ -7,10 +7,12 @@ How it works (facts from RocketMQ's HookUtils/TimerMessageStore; the wheel is re
   theirs). A message whose delivery time is in the future is rewritten *in place*: topic
   ``rmq_sys_wheel_timer`` queue 0, properties ``REAL_TOPIC``, ``REAL_QID`` and ``TIMER_OUT_MS`` (the
   exact due time in ms; RocketMQ rounds it down to the wheel precision, we never deliver early).
+  Half (prepared) messages are only validated here; their commit is timed when it is re-put.
   Sources of the delivery time, first match wins: ``DELAY`` level 1..N (``messageDelayLevel``; above N
   means N; the timer properties are then dropped, as RocketMQ does), ``TIMER_DELAY_SEC``,
   ``TIMER_DELAY_MS``, ``TIMER_DELIVER_MS`` (absolute). Due now or earlier -> unchanged. Prepared
-  (half) transaction messages and messages already on the timer topic are left alone.
+  transaction messages and messages already on the timer topic are left alone. DELAY levels also go
+  through this timer (not SCHEDULE_TOPIC_XXXX as in 4.x).
   :class:`TimerMessageError` (``code`` = MESSAGE_ILLEGAL 13) for an unparsable value or a delivery more
   than ``timer_max_delay_sec`` ahead.
 * **Delivery** -- a background task keeps a heap of ``(due ms, queue offset, commitlog offset, size)``
