@@ -231,7 +231,6 @@ class PopMessageService:
             for f in futs:
                 if not f.done():
                     f.set_result(None)
-        self._waiters.clear()
         with contextlib.suppress(Exception):
             await self.snapshot()
         await self.state_log.close()
@@ -463,7 +462,7 @@ class PopMessageService:
                     result.status = PopStatus.POLLING_NOT_FOUND
                     return result
                 await asyncio.wait((fut,), timeout=remaining)
-                if not fut.done():
+                if not fut.done() or not self._started:
                     result.status = PopStatus.POLLING_NOT_FOUND
                     return result
             finally:
@@ -670,7 +669,7 @@ class PopMessageService:
                 if remaining <= 0:
                     return False
                 await asyncio.wait((fut,), timeout=remaining)
-                if not fut.done():
+                if not fut.done() or not self._started:
                     return self.has_message(group, topic, queue_id)
             finally:
                 self._remove_waiter(topic, fut)

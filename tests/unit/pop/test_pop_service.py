@@ -425,3 +425,12 @@ async def test_memory_follows_what_is_in_flight(env: Env) -> None:
     qs._compact()
     assert isinstance(qs, QueueState) and len(qs.expiry) == 2 and len(qs.outstanding) == 2
     assert qs.lowest_unacked() == 0
+
+
+async def test_shutdown_ends_long_polls(env: Env) -> None:
+    earliest(env)
+    task = asyncio.create_task(env.pop(queue_id=0, poll_time_ms=8_000))
+    await asyncio.sleep(0.05)
+    await env.service.shutdown()
+    res = await asyncio.wait_for(task, 2)
+    assert res.status is PopStatus.POLLING_NOT_FOUND
