@@ -14,8 +14,18 @@ from backends.model import MessageConst, SubscriptionGroupConfig
 from tests.unit.pop.conftest import GROUP, TOPIC, Env
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_random_operations_keep_at_least_once(env: Env, seed: int) -> None:
+    await run_model(env, seed, crash=False)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_random_operations_with_power_losses(sync_env: Env, seed: int) -> None:
+    """Restarts are power losses of a SYNC_FLUSH store: nothing shut down, no config file persisted."""
+    await run_model(sync_env, seed, crash=True)
+
+
+async def run_model(env: Env, seed: int, crash: bool) -> None:
     rnd = random.Random(seed)
     env.broker.subscription_group_manager.update_subscription_group_config(
         SubscriptionGroupConfig(GROUP, retry_max_times=1000, attributes={"consumeFromWhere": "EARLIEST"}))
@@ -59,6 +69,8 @@ async def test_random_operations_keep_at_least_once(env: Env, seed: int) -> None
             env.clock.advance(rnd.choice([1, 500, 2_000, 6_000]))
             if rnd.random() < 0.5:
                 await env.service.revive_once()
+        elif crash:
+            await env.power_loss_restart()
         else:
             await env.restart()
     # liveness: everything not acked comes back (at least once), nothing acked does
