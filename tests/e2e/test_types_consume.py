@@ -1,0 +1,219 @@
+"""Issue 5, consumption: retry and DLQ, TAG and SQL92 filters, PushConsumer, per-group start position
+(official Python SDK), and PullMessage/GetOffset/UpdateOffset/QueryOffset (our stubs: the Python SDK
+5.1.2 has no pull consumer), in Local and Cluster mode."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from protos.apache.rocketmq.v2 import definition_pb2 as pb
+from protos.apache.rocketmq.v2 import service_pb2 as spb
+from tests.e2e.test_types_support import MODES, SdkDriver, Stubs, TypesStack, needs_sdk, types_stack
+from tests.harness import poll_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sdk]
+
+EARLIEST = ("--attributes", "+consumeFromWhere=EARLIEST")
+
+
+@pytest.fixture(scope="module", params=MODES)
+def st(request, tmp_path_factory):
+    with types_stack(request.param, tmp_path_factory.mktemp(f"consume-{request.param}"),
+                     broker={"enablePropertyFilter": "true"},
+                     proxy={"minInvisibleTimeMillsForRecv": 1000}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def drv(st: TypesStack) -> SdkDriver:
+    d = st.driver()
+    for t in ("TypesRetry", "TypesPushDlq", "TypesFilter", "TypesPush", "TypesPull"):
+        st.create_topic(t)
+    d.ok("producer", name="p", topics=["TypesRetry", "TypesFilter"])
+    return d
+
+
+def _bodies(msgs: list[dict]) -> list[str]:
+    return sorted(m["body"] for m in msgs)
+
+
+def test_redelivery_then_dead_letter_queue(st: TypesStack, drv: SdkDriver) -> None:
+    st.create_group("GRetry", "-r", "1", *EARLIEST)  # retryMaxTimes 1: two deliveries, then %DLQ%GRetry
+    sent = drv.ok("send", producer="p", topic="TypesRetry", body="retry-me", tag="T")
+    drv.ok("simple", name="cr", group="GRetry", subs={"TypesRetry": ["*", "TAG"]}, await_s=5)
+    first = drv.receive_until("cr", 1, timeout=30, ack=False, invisible_s=1)
+    assert [(m["id"], m["attempt"]) for m in first] == [(sent["id"], 1)], st.logs()
+    again = drv.receive_until("cr", 1, timeout=30, ack=False, invisible_s=1)
+    assert [(m["id"], m["attempt"]) for m in again] == [(sent["id"], 2)]
+    assert again[0]["recv_ms"] - first[0]["recv_ms"] >= 900  # not before its invisible time ran out
+    drv.ok("close", name="cr")
+
+    dlq = "%DLQ%GRetry"
+    drv.ok("simple", name="cd", group="GDlqReader", subs={dlq: ["*", "TAG"]}, await_s=5)
+    got = drv.receive_until("cd", 1, timeout=60, tolerate="route")
+    assert [m["body"] for m in got] == ["retry-me"] and got[0]["id"] == sent["id"], got
+    drv.ok("close", name="cd")
+
+
+def test_push_consumer_retry_then_forward_to_dlq(st: TypesStack, drv: SdkDriver) -> None:
+    """PushConsumer: a failed message comes back (attempt 2, after the backoff); one that always fails
+    is forwarded by the SDK (ForwardMessageToDeadLetterQueue) after the group's max attempts."""
+    st.create_group("GPushDlq", "-r", "1", *EARLIEST)
+    drv.ok("producer", name="pp", topics=["TypesPushDlq"])
+    drv.ok("push", name="push", group="GPushDlq", subs={"TypesPushDlq": ["*", "TAG"]},
+           fail={"once": 1, "always": 100})
+    ids = {b: drv.ok("send", producer="pp", topic="TypesPushDlq", body=b)["id"] for b in ("ok", "once", "always")}
+
+    def seen() -> list[dict]:
+        return drv.ok("seen", name="push")["seen"]
+
+    poll_until(lambda: [m["attempt"] for m in seen() if m["body"] == "once"] == [1, 2]
+               and len([m for m in seen() if m["body"] == "always"]) >= 2, timeout=60, what="push retries")
+    s = seen()
+    assert [m["attempt"] for m in s if m["body"] == "ok"] == [1]
+    assert [m["attempt"] for m in s if m["body"] == "always"][:2] == [1, 2]
+    drv.ok("simple", name="cd2", group="GPushDlqReader", subs={"%DLQ%GPushDlq": ["*", "TAG"]}, await_s=5)
+    got = drv.receive_until("cd2", 1, timeout=60, tolerate="route")
+    assert [(m["body"], m["id"]) for m in got] == [("always", ids["always"])], got
+    drv.ok("close", name="cd2")
+    # forwarded, not delivered a third time
+    assert len([m for m in seen() if m["body"] == "always"]) == 2
+    drv.ok("close", name="push")
+
+
+def test_tag_filter_and_sql92(st: TypesStack, drv: SdkDriver) -> None:
+    st.create_group("GTag", *EARLIEST)
+    st.create_group("GSql", *EARLIEST)
+    rows = [
+        ("a", {"color": "red", "size": "5"}), ("b", {"color": "blue", "size": "1"}),
+        ("c", {"color": "red", "size": "10"}), ("a", {"region": "eu", "size": "2"}),
+        ("d", {"color": "green", "size": "7", "region": "us"}), (None, {"color": "red", "size": "4"}),
+    ]
+    for i, (tag, props) in enumerate(rows):
+        drv.ok("send", producer="p", topic="TypesFilter", body=f"f{i}", tag=tag, props=props)
+    drv.ok("simple", name="ct", group="GTag", subs={"TypesFilter": ["a||b", "TAG"]}, await_s=5)
+    tagged = drv.receive_until("ct", 3, timeout=30)
+    sql = ("(color = 'red' AND size BETWEEN 4 AND 9) OR region IN ('eu') "
+           "OR (color IS NOT NULL AND NOT (color <> 'green') AND size > 6)")
+    drv.ok("simple", name="cs", group="GSql", subs={"TypesFilter": [sql, "SQL92"]}, await_s=5)
+    selected = drv.receive_until("cs", 4, timeout=30)
+    # nothing else is left for either group
+    assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []
+    assert drv.ok("receive", consumer="cs", max=16, invisible_s=15)["messages"] == []
+    assert _bodies(tagged) == ["f0", "f1", "f3"]
+    assert _bodies(selected) == ["f0", "f3", "f4", "f5"]
+    drv.ok("close", name="ct")
+    drv.ok("close", name="cs")
+
+
+def test_bad_filter_expression(drv: SdkDriver) -> None:
+    drv.ok("simple", name="cb", group="GBadSql", subs={"TypesFilter": ["color = = 'x' AND", "SQL92"]}, await_s=5)
+    r = drv.call("receive", consumer="cb", max=1, invisible_s=15)
+    assert r.get("code") == 40010, r
+    drv.ok("close", name="cb")
+
+
+def test_push_consumer_receives_everything(drv: SdkDriver) -> None:
+    drv.ok("producer", name="pp2", topics=["TypesPush"])
+    drv.ok("push", name="push2", group="GPushAll", subs={"TypesPush": ["x||y", "TAG"]})
+    # a new group starts at the queue's end: wait until the consumer's first long polls are parked
+    # by sending a probe until one arrives
+    probe: list[str] = []
+
+    def probed() -> bool:
+        probe.append(drv.ok("send", producer="pp2", topic="TypesPush", body=f"probe-{len(probe)}", tag="x")["id"])
+        return any(m["body"].startswith("probe") for m in drv.ok("seen", name="push2")["seen"])
+
+    poll_until(probed, timeout=60, interval=1.0, what="push consumer started")
+    ids = [drv.ok("send", producer="pp2", topic="TypesPush", body=f"push-{i}", tag="xy"[i % 2])["id"]
+           for i in range(20)]
+    drv.ok("send", producer="pp2", topic="TypesPush", body="filtered-out", tag="z")
+    poll_until(lambda: {m["id"] for m in drv.ok("seen", name="push2")["seen"]} >= set(ids), timeout=60,
+               what="20 pushed messages")
+    seen = drv.ok("seen", name="push2")["seen"]
+    drv.ok("close", name="push2")
+    assert not [m for m in seen if m["body"] == "filtered-out"]
+    assert len([m for m in seen if m["body"].startswith("push-")]) == 20  # each exactly once
+
+
+def test_new_group_start_position(st: TypesStack, drv: SdkDriver) -> None:
+    """consumeFromWhere per group (subscription group attribute): LATEST (default), EARLIEST, TIMESTAMP."""
+    topic = "TypesStart"
+    st.create_topic(topic, broker="broker-a")  # one broker: one receive initialises the group everywhere
+    drv.ok("producer", name="ps", topics=[topic])
+    for b in ("s0", "s1"):
+        drv.ok("send", producer="ps", topic=topic, body=b)
+    stamp = int(time.time() * 1000) + 1
+    poll_until(lambda: int(time.time() * 1000) > stamp + 2, timeout=1, interval=0.001, what="clock")
+    for b in ("s2", "s3"):
+        drv.ok("send", producer="ps", topic=topic, body=b)
+    st.create_group("GLatest")
+    st.create_group("GEarliest", *EARLIEST)
+    st.create_group("GStamp", "--attributes", f"+consumeFromWhere=TIMESTAMP,+consumeTimestamp={stamp}")
+    for g in ("GLatest", "GEarliest", "GStamp"):
+        drv.ok("simple", name=g, group=g, subs={topic: ["*", "TAG"]}, await_s=5)
+    assert drv.ok("receive", consumer="GLatest", max=16, invisible_s=15)["messages"] == []
+    drv.ok("send", producer="ps", topic=topic, body="s4")
+    got = {g: _bodies(drv.receive_until(g, n, timeout=30)) for g, n in
+           (("GLatest", 1), ("GEarliest", 5), ("GStamp", 3))}
+    assert got == {"GLatest": ["s4"], "GEarliest": ["s0", "s1", "s2", "s3", "s4"], "GStamp": ["s2", "s3", "s4"]}
+    for g in ("GLatest", "GEarliest", "GStamp"):
+        drv.ok("close", name=g)
+
+
+def test_pull_and_offsets_with_stubs(st: TypesStack, drv: SdkDriver) -> None:
+    topic, group = "TypesPull", "GPull"
+    drv.ok("producer", name="pl", topics=[topic])
+    sent = [drv.ok("send", producer="pl", topic=topic, body=f"pull-{i}")["id"] for i in range(12)]
+    s = Stubs(st.endpoint)
+    try:
+        rq = spb.QueryRouteRequest()
+        rq.topic.name = topic
+        host, port = st.endpoint.rsplit(":", 1)
+        rq.endpoints.addresses.add(host=host, port=int(port))
+        route = s.call("QueryRoute", rq)
+        assert route.status.code == pb.Code.OK, route.status
+        queues = list(route.message_queues)
+        assert len(queues) == (4 if st.mode == "local" else 8)
+        pulled: list[str] = []
+        for mq in queues:
+            def q(policy: int, ts_ms: int | None = None, mq: pb.MessageQueue = mq) -> int:
+                req = spb.QueryOffsetRequest(message_queue=mq, query_offset_policy=policy)
+                if ts_ms is not None:
+                    req.timestamp.FromMilliseconds(ts_ms)
+                r = s.call("QueryOffset", req)
+                assert r.status.code == pb.Code.OK, r.status
+                return int(r.offset)
+
+            lo, hi = q(pb.QueryOffsetPolicy.BEGINNING), q(pb.QueryOffsetPolicy.END)
+            assert lo == 0
+            assert q(pb.QueryOffsetPolicy.TIMESTAMP, 0) == 0
+            assert q(pb.QueryOffsetPolicy.TIMESTAMP, int(time.time() * 1000) + 60_000) == hi
+            g = spb.GetOffsetRequest(message_queue=mq)
+            g.group.name = group
+            assert s.call("GetOffset", g).status.code == pb.Code.OFFSET_NOT_FOUND
+            pr = spb.PullMessageRequest(message_queue=mq, offset=0, batch_size=32)
+            pr.group.name = group
+            pr.filter_expression.type = pb.FilterType.TAG
+            pr.filter_expression.expression = "*"
+            resp = s.call("PullMessage", pr)
+            msgs = [x.message for x in resp if x.HasField("message")]
+            nexts = [x.next_offset for x in resp if x.WhichOneof("content") == "next_offset"]
+            assert len(msgs) == hi - lo and nexts == [hi], (resp, hi)
+            offsets = [m.system_properties.queue_offset for m in msgs]
+            assert offsets == list(range(lo, hi))
+            pulled += [m.system_properties.message_id for m in msgs]
+            u = spb.UpdateOffsetRequest(message_queue=mq, offset=hi)
+            u.group.name = group
+            assert s.call("UpdateOffset", u).status.code == pb.Code.OK
+            r = s.call("GetOffset", g)
+            assert (r.status.code, r.offset) == (pb.Code.OK, hi)
+            # past the end: nothing (no long polling requested)
+            pr.offset = hi
+            resp = s.call("PullMessage", pr)
+            assert resp[0].status.code == pb.Code.MESSAGE_NOT_FOUND, resp
+        assert sorted(pulled) == sorted(sent)
+    finally:
+        s.close()
