@@ -21,6 +21,24 @@ record per ack call, a checkpoint per change of invisible time. A pop answers on
 is durable, an ack only after its record is. Every so often (and at shutdown) the whole state is
 written as a snapshot and the snapshot's position is committed as the offset of the system group
 ``CID_RMQ_SYS_POP_STATE`` on the revive queue; :meth:`start` replays the log from there.
+
+Handles (extra info, see :mod:`backends.broker.pop.extra_info`) are self-contained; one names one
+delivery of one message: (queueId, queueOffset, popTime, invisibleTime). Answers to ack, change of
+invisible time and forward to DLQ:
+
+* malformed extra info -> BackendError(INVALID_PARAMETER) (the proxy answers INVALID_RECEIPT_HANDLE);
+* unknown topic -> TOPIC_NOT_EXIST; queueId beyond the topic's read queues -> MESSAGE_ILLEGAL;
+* offset outside the queue, or never handed out to the group -> NO_MESSAGE;
+* the message was handed out again since (expired and redelivered, or the invisible time was changed:
+  the old handle is stale) -> NO_MESSAGE ("use the newest receipt handle");
+* expired but not handed out again yet -> the ack is accepted;
+* already acked (or moved to the DLQ) -> ack succeeds again (idempotent); change of invisible time and
+  forward to DLQ answer NO_MESSAGE.
+
+An offset committed by someone else (mqadmin resetOffsetByTime) restarts the queue at that offset.
+Groups without an offset start at the latest offset (RocketMQ 5's initMode MAX) unless the subscription
+group's attributes say ``consumeFromWhere`` = EARLIEST or TIMESTAMP (with ``consumeTimestamp`` in ms),
+or a remoting POP asks initMode MIN.
 """
 
 from __future__ import annotations
