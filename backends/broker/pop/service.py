@@ -81,6 +81,7 @@ MAX_MSG_NUMS = 32
 REVIVE_QUEUE_ID = 0
 POLLING_MAX_WAITERS = 100_000
 SNAPSHOT_EVERY_RECORDS = 20_000
+SNAPSHOT_EVERY_SECONDS = 600.0
 DLQ_IN_PROGRESS_MS = 60_000
 ATTEMPT_CACHE_SIZE = 4096
 # Properties that must not follow a message into the DLQ (they would delay or re-wrap it).
@@ -227,7 +228,9 @@ class PopMessageService:
         if records:
             log.info("POP state rebuilt from %d log records: %d queues, %d in flight", records,
                      len(self.states), sum(len(q.inflight) for q in self.states.values()))
-            await self.snapshot()
+        # Always start from a fresh snapshot: replay then never depends on a position that a crash may
+        # have left pointing past the end of the recovered log.
+        await self.snapshot()
         store = self.broker.message_store
         if not self._listener_added:
             store.add_arrival_listener(self._on_arrival)
@@ -921,7 +924,10 @@ class PopMessageService:
                 waiter.cancel()
 
     def _maybe_snapshot(self) -> None:
-        if self.state_log.records_since_snapshot >= SNAPSHOT_EVERY_RECORDS and not self.state_log.snapshot_running:
+        sl = self.state_log
+        due = sl.records_since_snapshot >= SNAPSHOT_EVERY_RECORDS or (
+            sl.records_since_snapshot > 0 and time.monotonic() - sl.last_snapshot >= SNAPSHOT_EVERY_SECONDS)
+        if due and not sl.snapshot_running:
             self.state_log.snapshot_running = True
             self.state_log.append_snapshot(self._snapshot_records())
 

@@ -8,13 +8,15 @@ kind. Shapes (offsets are queue offsets of the consumed topic):
 * ack ``{"k":"A","g":..,"t":..,"q":..,"e":[[offset,popTime,invisibleTime],...]}`` (removes the entries
   whose pop time and invisible time match);
 * snapshot ``{"k":"S","qs":[[group,topic,queueId,nextOffset,[entries as in C]],...]}`` (one or more
-  records; each replaces the state of the queues it lists).
+  records, the first marked ``"first":true``; each replaces the state of the queues it lists). Written
+  at start, at shutdown, every 20,000 records and every 10 minutes while records are written.
 
 Writes go through one ordered writer that appends whatever is waiting in one ``put_messages`` call
 (group commit), so the log order is the order in which the service changed its memory. Once a snapshot
 is durable, its first record's queue offset is committed as the consumer offset of
 ``CID_RMQ_SYS_POP_STATE`` on the revive queue: replay starts there (an older position is still correct,
-only slower).
+only slower). A position that does not name a first snapshot record (a crash cut the log tail after
+the position was saved) makes replay start at the beginning of the queue.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +49,7 @@ class PopStateLog:
         self.queue_id = queue_id
         self.records_since_snapshot = 0
         self.snapshot_running = False
+        self.last_snapshot = time.monotonic()
         # (body, kind, future resolved with the record's queue offset, snapshot-start marker)
         self._buf: list[tuple[bytes, str, asyncio.Future[int], bool]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -94,7 +98,10 @@ class PopStateLog:
 
     def append_snapshot(self, recs: list[dict[str, Any]]) -> asyncio.Future[None]:
         """Queue the snapshot records now; the future resolves once replay starts at them."""
+        if recs:
+            recs = [dict(recs[0], first=True)] + recs[1:]
         futs = [self._enqueue(orjson.dumps(r), "S", i == 0) for i, r in enumerate(recs)]
+        self.last_snapshot = time.monotonic()
         self.records_since_snapshot = 0
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -130,6 +137,18 @@ class PopStateLog:
 
     # ------------------------------------------------------------------ replay
 
+    def _is_snapshot_start(self, offset: int) -> bool:
+        res = self.broker.message_store.get_messages(self.topic, self.queue_id, offset, 1)
+        for rec, qoff in zip(res.records, res.queue_offsets, strict=False):
+            if qoff != offset:
+                return False
+            try:
+                obj = orjson.loads(decode_record(rec, check_crc=False).body)
+            except (RecordError, orjson.JSONDecodeError):
+                return False
+            return isinstance(obj, dict) and obj.get("k") == "S" and obj.get("first") is True
+        return False
+
     async def replay(self, apply: Callable[[dict[str, Any]], None]) -> int:
         """Apply every record from the last snapshot position to the end; returns how many."""
         store = self.broker.message_store
@@ -138,7 +157,16 @@ class PopStateLog:
             start = self.broker.consumer_offset_manager.query_offset(POP_STATE_GROUP, self.topic, self.queue_id)
         min_off = store.get_min_offset_in_queue(self.topic, self.queue_id)
         max_off = store.get_max_offset_in_queue(self.topic, self.queue_id)
-        off = max(min_off, start if start is not None and start >= 0 else min_off)
+        if start is None or start < 0:
+            off = min_off
+        elif min_off <= start < max_off and self._is_snapshot_start(start):
+            off = start
+        else:
+            # The position does not name the start of a snapshot (a crash lost the log tail after the
+            # position was saved, or retention removed it): the whole log is still a correct history.
+            log.warning("POP state position %s is not a snapshot in [%d, %d): replaying the whole log",
+                        start, min_off, max_off)
+            off = min_off
         count = 0
         while off < max_off:
             res = store.get_messages(self.topic, self.queue_id, off, REPLAY_BATCH)

@@ -434,3 +434,27 @@ async def test_shutdown_ends_long_polls(env: Env) -> None:
     await env.service.shutdown()
     res = await asyncio.wait_for(task, 2)
     assert res.status is PopStatus.POLLING_NOT_FOUND
+
+
+async def test_replay_position_past_the_log_replays_everything(env: Env) -> None:
+    from backends.broker.pop.state_log import POP_STATE_GROUP
+
+    earliest(env)
+    await env.send(3)
+    res = await env.pop(queue_id=0, invisible=10_000)
+    await env.service.ack(GROUP, TOPIC, handles(res.messages)[0])
+    # as if a crash had cut the log after the position of a newer snapshot was saved
+    env.broker.consumer_offset_manager.commit_offset("POP", POP_STATE_GROUP, env.service.revive_topic, 0, 10**6)
+    env.broker.consumer_offset_manager.persist()
+    await env.restart()
+    assert (await env.pop(queue_id=0)).messages == []  # m1, m2 still in flight
+    env.clock.advance(10_001)
+    again = await env.pop(queue_id=0, invisible=10_000)
+    assert bodies(again.messages) == ["m1", "m2"]
+    await env.service.ack(GROUP, TOPIC, handles(again.messages)[0])
+    # a position in range that does not name a snapshot is not trusted either
+    env.broker.consumer_offset_manager.commit_offset("POP", POP_STATE_GROUP, env.service.revive_topic, 0, 2)
+    env.broker.consumer_offset_manager.persist()
+    await env.restart()
+    env.clock.advance(10_001)
+    assert bodies((await env.pop(queue_id=0)).messages) == ["m2"]
