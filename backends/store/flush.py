@@ -78,10 +78,14 @@ class FlushService:
                 self._busy = False
                 while self._want <= self._synced and not self._stop:
                     self._cv.wait()
-                if self._want <= self._synced:
-                    return  # stopping and nothing left
+                if self._stop:
+                    return  # close() comes after the last flush() was answered
                 self._busy = True
             start, target = self._synced, self._write_pos()
+            if target <= start:  # nothing new is written (the log was cut): drop the request
+                with self._cv:
+                    self._want = self._synced
+                continue
             t0 = time.perf_counter()
             try:
                 self._sync_to(start, target)

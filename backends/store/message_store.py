@@ -440,6 +440,11 @@ class MessageStore:
                     error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
                                              error=f"topic length {len(raw)} not in 1..255 bytes")
                     break
+                if "/" in m.topic or "\\" in m.topic or "\x00" in m.topic or m.topic in (".", ".."):
+                    # the topic names a consume-queue directory: never let it leave the store
+                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
+                                             error=f"illegal character in topic {m.topic!r}")
+                    break
                 tb = bytes((len(raw),)) + raw
                 if len(topic_bytes) > 10000:
                     topic_bytes.clear()

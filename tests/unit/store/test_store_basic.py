@@ -80,6 +80,9 @@ async def test_rejects_oversized_and_bad_messages_without_writing(make_store: St
     assert r.status is PutMessageStatus.MESSAGE_ILLEGAL and r.error
     r = await s.put_messages([msg(topic="t" * 300)])
     assert r.status is PutMessageStatus.MESSAGE_ILLEGAL
+    for bad in ("../../etc", "a/b", ".."):
+        r = await s.put_messages([msg(topic=bad)])
+        assert r.status is PutMessageStatus.MESSAGE_ILLEGAL, bad
     r = await s.put_messages([msg(big="v" * 40000)])
     assert r.status is PutMessageStatus.PROPERTIES_SIZE_EXCEEDED
     assert s.get_max_phy_offset() == end and s.get_max_offset_in_queue("TopicA", 0) == 0
