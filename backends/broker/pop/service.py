@@ -82,6 +82,7 @@ REVIVE_QUEUE_ID = 0
 POLLING_MAX_WAITERS = 100_000
 SNAPSHOT_EVERY_RECORDS = 20_000
 SNAPSHOT_EVERY_SECONDS = 600.0
+SNAPSHOT_CHUNK_BYTES = 512 * 1024
 DLQ_IN_PROGRESS_MS = 60_000
 ATTEMPT_CACHE_SIZE = 4096
 # Properties that must not follow a message into the DLQ (they would delay or re-wrap it).
@@ -268,6 +269,8 @@ class PopMessageService:
         """Replay one state-log record (see state_log for the shapes)."""
         kind = rec.get("k")
         if kind == "S":
+            if rec.get("first") is True:  # a complete snapshot is the whole state
+                self.states.clear()
             for g, t, q, nxt, entries in rec.get("qs", ()):
                 qs = QueueState(str(g), str(t), int(q), int(nxt))
                 for off, pt, it, att, ck in entries:
@@ -302,7 +305,7 @@ class PopMessageService:
                        for d in (qs.inflight, qs.pending) for off, e in d.items()]
             cur.append([qs.group, qs.topic, qs.queue_id, qs.next_offset, entries])
             size += 64 + len(qs.group) + len(qs.topic) + 48 * len(entries)
-            if size > 512 * 1024:
+            if size > SNAPSHOT_CHUNK_BYTES:
                 chunks.append({"k": "S", "qs": cur})
                 cur, size = [], 0
         if cur or not chunks:

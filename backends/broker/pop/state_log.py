@@ -8,7 +8,10 @@ kind. Shapes (offsets are queue offsets of the consumed topic):
 * ack ``{"k":"A","g":..,"t":..,"q":..,"e":[[offset,popTime,invisibleTime],...]}`` (removes the entries
   whose pop time and invisible time match);
 * snapshot ``{"k":"S","qs":[[group,topic,queueId,nextOffset,[entries as in C]],...]}`` (one or more
-  records, the first marked ``"first":true``; each replaces the state of the queues it lists). Written
+  records contiguous in the log, the first marked ``"first":true,"n":<records>``, the others
+  ``"part":true``; a complete snapshot replaces the whole state, one cut short by a crash is ignored;
+  a single record without those marks, written when an offset is reset, replaces the queues it lists).
+  Written
   at start, at shutdown, every 20,000 records and every 10 minutes while records are written.
 
 Writes go through one ordered writer that appends whatever is waiting in one ``put_messages`` call
@@ -99,7 +102,7 @@ class PopStateLog:
     def append_snapshot(self, recs: list[dict[str, Any]]) -> asyncio.Future[None]:
         """Queue the snapshot records now; the future resolves once replay starts at them."""
         if recs:
-            recs = [dict(recs[0], first=True)] + recs[1:]
+            recs = [dict(recs[0], first=True, n=len(recs))] + [dict(r, part=True) for r in recs[1:]]
         futs = [self._enqueue(orjson.dumps(r), "S", i == 0) for i, r in enumerate(recs)]
         self.last_snapshot = time.monotonic()
         self.records_since_snapshot = 0
@@ -149,6 +152,29 @@ class PopStateLog:
             return isinstance(obj, dict) and obj.get("k") == "S" and obj.get("first") is True
         return False
 
+    @staticmethod
+    def _collect(obj: dict[str, Any], snap: tuple[list[Any], int] | None,
+                 apply: Callable[[dict[str, Any]], None]) -> tuple[list[Any], int] | None:
+        """Apply ``obj``; the chunks of a snapshot are gathered and applied as one complete snapshot
+        (``{"k":"S","first":true,"qs":[...]}``). A snapshot cut short by a crash is ignored."""
+        if obj.get("k") == "S" and obj.get("first") is True:
+            qs, left = list(obj.get("qs") or []), int(obj.get("n", 1)) - 1
+            if left <= 0:
+                apply({"k": "S", "first": True, "qs": qs})
+                return None
+            return (qs, left)
+        if snap is not None:
+            if obj.get("k") == "S" and obj.get("part") is True:
+                qs, left = snap
+                qs.extend(obj.get("qs") or [])
+                if left - 1 <= 0:
+                    apply({"k": "S", "first": True, "qs": qs})
+                    return None
+                return (qs, left - 1)
+            log.warning("POP state snapshot cut short in the log: ignored")
+        apply(obj)
+        return None
+
     async def replay(self, apply: Callable[[dict[str, Any]], None]) -> int:
         """Apply every record from the last snapshot position to the end; returns how many."""
         store = self.broker.message_store
@@ -168,6 +194,7 @@ class PopStateLog:
                         start, min_off, max_off)
             off = min_off
         count = 0
+        snap: tuple[list[Any], int] | None = None
         while off < max_off:
             res = store.get_messages(self.topic, self.queue_id, off, REPLAY_BATCH)
             if not res.records:
@@ -184,7 +211,7 @@ class PopStateLog:
                     body = decode_record(rec, check_crc=False).body
                     obj = orjson.loads(body)
                     if isinstance(obj, dict):
-                        apply(obj)
+                        snap = self._collect(obj, snap, apply)
                         count += 1
                 except (RecordError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                     log.error("bad POP state record at %d skipped: %s", qoff, e)

@@ -458,3 +458,41 @@ async def test_replay_position_past_the_log_replays_everything(env: Env) -> None
     await env.restart()
     env.clock.advance(10_001)
     assert bodies((await env.pop(queue_id=0)).messages) == ["m2"]
+
+
+async def test_snapshot_in_many_chunks_survives_restart(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends.broker.pop.service as svc_mod
+
+    monkeypatch.setattr(svc_mod, "SNAPSHOT_CHUNK_BYTES", 10)  # one queue per chunk
+    earliest(env)
+    for q in range(4):
+        await env.send(2, queue_id=q)
+    res = await env.pop(invisible=10_000)
+    assert len(res.messages) == 8
+    acked = res.messages[::2]
+    for m in acked:
+        await env.service.ack(GROUP, TOPIC, m.properties[MessageConst.POP_CK])
+    await env.service.snapshot()
+    await env.restart()  # replays from the chunked snapshot
+    env.clock.advance(10_001)
+    again = await env.pop()
+    assert sorted(bodies(again.messages)) == sorted(bodies(res.messages[1::2]))
+
+
+def test_snapshot_cut_short_is_ignored() -> None:
+    from backends.broker.pop.state_log import PopStateLog
+
+    applied: list[dict[str, object]] = []
+    seq = [
+        {"k": "S", "first": True, "n": 3, "qs": [["g", "t", 0, 5, []]]},
+        {"k": "S", "part": True, "qs": [["g", "t", 1, 6, []]]},
+        {"k": "S", "part": True, "qs": [["g", "t", 2, 7, []]]},
+        {"k": "S", "first": True, "n": 2, "qs": [["g", "t", 0, 9, []]]},  # cut short by a crash
+        {"k": "C", "g": "g", "t": "t", "q": 0, "n": 9, "e": []},
+    ]
+    snap = None
+    for obj in seq:
+        snap = PopStateLog._collect(obj, snap, applied.append)
+    assert applied[0] == {"k": "S", "first": True,
+                          "qs": [["g", "t", 0, 5, []], ["g", "t", 1, 6, []], ["g", "t", 2, 7, []]]}
+    assert applied[1]["k"] == "C" and len(applied) == 2
