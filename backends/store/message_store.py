@@ -49,6 +49,7 @@ from backends.store.record import (
     MESSAGE_MAGIC_CODE,
     RecordError,
     RecordView,
+    _ip_cache,
     decode_record,
     encode_record,
     ip_bytes,
@@ -61,6 +62,7 @@ from backends.store.record import (
 log = logging.getLogger("rocketmq.store")
 
 _I16 = struct.Struct(">h")
+_NOT_HOST_V6 = ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6)
 _TAGS = MessageConst.TAGS
 _KEYS = MessageConst.KEYS
 _UNIQ = MessageConst.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
@@ -151,7 +153,6 @@ class MessageStore:
         self._pend_parts: list[bytes] = []
         self._pend_chunks: list[tuple[int, list[bytes]]] = []
         self._pend_dispatch: list[tuple[tuple[str, int], int, int, int, Message, int]] = []
-        self._pend_listen: dict[tuple[str, int], int] = {}
         self._next_qoff: dict[tuple[str, int], int] = {}
         self._drain_fut: asyncio.Future[PutMessageStatus] | None = None
         self._drain_error = ""
@@ -421,8 +422,9 @@ class MessageStore:
         dispatch = self._pend_dispatch
         mark = (pos, len(parts), len(self._pend_chunks), len(dispatch))
         next_q = self._next_qoff
-        touched: dict[tuple[str, int], int] = {}
         store_ip, store_port = self._store_ip, self._store_port
+        store_v4 = len(store_ip) == 4
+        ipc = _ip_cache
         max_size = self.config.max_message_size
         topic_bytes = self._topic_bytes
         head_pack = _HEAD_V4.pack
@@ -458,11 +460,12 @@ class MessageStore:
                 error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
                                          error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
                 break
-            born_ip = ip_bytes(m.born_host[0])
-            v6 = len(born_ip) == 16 or len(store_ip) == 16
+            born_host = m.born_host
+            born_ip = ipc.get(born_host[0]) or ip_bytes(born_host[0])
+            v6 = len(born_ip) == 16 or not store_v4
             size = 88 + len(body) + len(tb) + 2 + len(ps)
             if v6:
-                size += (12 if len(born_ip) == 16 else 0) + (12 if len(store_ip) == 16 else 0)
+                size += (12 if len(born_ip) == 16 else 0) + (0 if store_v4 else 12)
             if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
                 if size + END_FILE_MIN_BLANK_LENGTH > fs:
                     error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
@@ -477,13 +480,13 @@ class MessageStore:
             qoff = next_q.get(key)
             if qoff is None:
                 qoff = self._cq(m.topic, m.queue_id).max_offset
-            next_q[key] = touched[key] = qoff + 1
+            next_q[key] = qoff + 1
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
                 parts.append(head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, m.queue_id, m.flag,
-                                       qoff, pos, m.sys_flag & ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6),
-                                       m.born_timestamp, born_ip, m.born_host[1], now, store_ip, store_port,
+                                       qoff, pos, m.sys_flag & _NOT_HOST_V6,
+                                       m.born_timestamp, born_ip, born_host[1], now, store_ip, store_port,
                                        m.reconsume_times, m.prepared_transaction_offset, len(body)))
                 parts.append(body)
                 parts.append(tb)
@@ -492,10 +495,9 @@ class MessageStore:
             results.append(AppendResult(pos, size, qoff, now, f"{prefix}{pos:016X}"))
             pos += size
         if error is not None:
-            self._rollback_encoded(mark, touched)
+            self._rollback_encoded(mark)
             return error
         self._enc_pos = pos
-        self._pend_listen.update(touched)
         fut = self._drain_fut
         if fut is None:
             loop = asyncio.get_running_loop()
@@ -513,9 +515,10 @@ class MessageStore:
                                     error=f"fdatasync not done within {self.config.sync_flush_timeout} ms")
         return PutMessageResult(status, error=self._drain_error or status.name)
 
-    def _rollback_encoded(self, mark: tuple[int, int, int, int], touched: dict[tuple[str, int], int]) -> None:
+    def _rollback_encoded(self, mark: tuple[int, int, int, int]) -> None:
         """Forget what one rejected batch encoded (nothing of it was written yet)."""
         pos, nparts, nchunks, ndispatch = mark
+        touched = {d[0] for d in self._pend_dispatch[ndispatch:]}
         if len(self._pend_chunks) > nchunks:
             self._pend_start, self._pend_parts = self._pend_chunks[nchunks]
             del self._pend_chunks[nchunks:]
@@ -535,7 +538,7 @@ class MessageStore:
         if fut is None:
             return
         if self._closed:  # files closed (simulated power loss): nothing may be written any more
-            self._pend_chunks, self._pend_parts, self._pend_dispatch, self._pend_listen = [], [], [], {}
+            self._pend_chunks, self._pend_parts, self._pend_dispatch = [], [], []
             self._drain_error = "message store is stopped"
             fut.set_result(PutMessageStatus.SERVICE_NOT_AVAILABLE)
             return
@@ -543,9 +546,8 @@ class MessageStore:
         chunks = self._pend_chunks
         chunks.append((self._pend_start, self._pend_parts))
         dispatch = self._pend_dispatch
-        listen = self._pend_listen
         end = self._enc_pos
-        self._pend_chunks, self._pend_parts, self._pend_dispatch, self._pend_listen = [], [], [], {}
+        self._pend_chunks, self._pend_parts, self._pend_dispatch = [], [], []
         self._pend_start = end
         written: list[tuple[int, int]] = []
         old_end = cl.write_pos
@@ -564,8 +566,8 @@ class MessageStore:
                       old_end, e, len(dispatch))
             self._drain_error = f"commitlog write failed: {e}"
             self._enc_pos = self._pend_start = old_end
-            for key in listen:
-                self._next_qoff.pop(key, None)
+            for d in dispatch:
+                self._next_qoff.pop(d[0], None)
             fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
             return
         cl.write_pos = end
@@ -597,9 +599,11 @@ class MessageStore:
             fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
             return
         self._last_store_ts = last_ts
+        listen = self._arrivals(dispatch) if self._listeners else None
         if not self._sync:
             fut.set_result(PutMessageStatus.PUT_OK)
-            self._notify(listen)
+            if listen:
+                self._notify(listen)
             return
         assert self._flush is not None
         durable = self._flush.wait_durable(end)
@@ -610,12 +614,20 @@ class MessageStore:
                 self._drain_error = "commitlog fdatasync failed"
             if not fut.done():
                 fut.set_result(st)
-            self._notify(listen)
+            if listen:
+                self._notify(listen)
 
         if durable.done():
             done(durable)
         else:
             durable.add_done_callback(done)
+
+    @staticmethod
+    def _arrivals(dispatch: list[tuple[tuple[str, int], int, int, int, Message, int]]) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for key, qoff, *_ in dispatch:
+            out[key] = qoff + 1
+        return out
 
     def _notify(self, listen: dict[tuple[str, int], int]) -> None:
         for (topic, qid), nxt in listen.items():
@@ -693,8 +705,10 @@ class MessageStore:
                     continue
                 rec = cl.read(phy, size)
                 if rec is None or not stored_record_ok(rec, phy):
-                    log.error("store: consume queue %s-%d offset %d points at an invalid record "
-                              "(commitlog offset %d, size %d); skipped", topic, queue_id, cur + i, phy, size)
+                    seg = cl.segment_for(phy)
+                    log.error("store: consume queue %s-%d offset %d points at an invalid record in %s at file "
+                              "offset %d (commitlog offset %d, size %d); not served", topic, queue_id, cur + i,
+                              seg.path if seg else "-", phy - seg.start if seg else -1, phy, size)
                     status = GetMessageStatus.OFFSET_FOUND_NULL
                     continue
                 if message_filter is not None and not message_filter(tags, rec):
