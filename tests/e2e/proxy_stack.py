@@ -11,6 +11,9 @@ from pathlib import Path
 
 from tests.harness import ServerProcess, command, free_port, server
 
+# New groups start at the end of each queue on their first pop (RocketMQ 5); tests start them at the
+# beginning so messages sent before a broker's first pop are not skipped.
+EARLIEST = ("--attributes", "+consumeFromWhere=EARLIEST")
 PROXY_BOOT = "rocketmq-proxy startup successfully"
 NAMESRV_BOOT = "The Name Server boot success"
 BROKER_BOOT = r"The broker\[.*boot success"

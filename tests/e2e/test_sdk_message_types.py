@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.proxy_stack import parse_result, stack
+from tests.e2e.proxy_stack import EARLIEST, parse_result, stack
 from tests.harness import run_sdk_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -15,7 +15,7 @@ def test_fifo_delay_transaction(mode, tmp_path):
     with stack(mode, tmp_path) as st:
         for t in ("FIFO", "DELAY", "TRANSACTION"):
             st.create_topic(f"Topic{t}", t)
-        st.create_group("GroupTypes", "-o", "true")
+        st.create_group("GroupTypes", "-o", "true", *EARLIEST)
         cp = run_sdk_script("types_scenario.py", st.endpoint, "TopicFIFO", "TopicDELAY", "TopicTRANSACTION",
                             "GroupTypes", "30", timeout=200)
         r = parse_result(cp.stdout)

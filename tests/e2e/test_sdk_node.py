@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.proxy_stack import parse_result, stack
+from tests.e2e.proxy_stack import EARLIEST, parse_result, stack
 from tests.harness import NODE_SDK_DIR
 
 pytestmark = [
@@ -29,6 +29,8 @@ def proxy_stack(request, tmp_path):
 def test_node_sdk_basic(proxy_stack):
     st = proxy_stack
     st.create_topic("TopicNode")
+    st.create_group("GroupNode", *EARLIEST)
+    st.create_group("GroupNode-push", *EARLIEST)
     cp = subprocess.run(["node", "basic.js", st.endpoint, "TopicNode", "GroupNode"], cwd=NODE_SDK_DIR,
                         capture_output=True, text=True, timeout=180)
     r = parse_result(cp.stdout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.proxy_stack import parse_result, stack
+from tests.e2e.proxy_stack import EARLIEST, parse_result, stack
 from tests.harness import run_sdk_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -31,6 +31,7 @@ def test_broker_enable_proxy(broker_proxy_stack):
 def test_send_receive_ack_change_invisible(proxy_stack):
     st = proxy_stack
     st.create_topic("TopicBasic")
+    st.create_group("GroupBasic", *EARLIEST)
     cp = run_sdk_script("basic.py", st.endpoint, "TopicBasic", "GroupBasic", timeout=150)
     r = parse_result(cp.stdout)
     assert not r["errors"], r["errors"]
@@ -51,6 +52,7 @@ def test_send_receive_ack_change_invisible(proxy_stack):
 def test_push_consumer_with_retry(proxy_stack):
     st = proxy_stack
     st.create_topic("TopicPush")
+    st.create_group("GroupPush", *EARLIEST)
     cp = run_sdk_script("push.py", st.endpoint, "TopicPush", "GroupPush", "5", timeout=150)
     r = parse_result(cp.stdout)
     seen = r["seen"]
