@@ -85,8 +85,9 @@ class MessageStoreConfig:
     max_message_size: int = 4 * 1024 * 1024
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
-    # Test hook: keep every byte not yet fdatasync'ed out of the files until a flush, so that
-    # simulate_power_loss() can drop it (proves SYNC_FLUSH loses nothing, ASYNC_FLUSH can).
+    # Test hook: simulate_power_loss() drops every commitlog byte past the last fdatasync'ed offset
+    # (and consume-queue entries past the last checkpoint), as a crash of the machine would
+    # (proves SYNC_FLUSH loses nothing acknowledged, ASYNC_FLUSH can).
     power_loss_test_mode: bool = False
     # --- additions (defaults as RocketMQ) ---
     flush_interval_consume_queue: int = 1000  # ms: consume queues + index msync and checkpoint
