@@ -391,7 +391,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         s = candidates[next(self._rr) % len(candidates)]
         cmd = spb.TelemetryCommand()
         cmd.recover_orphaned_transaction_command.transaction_id = transaction_id
-        cmd.recover_orphaned_transaction_command.message.CopyFrom(to_pb_message(msg))
+        real_topic = msg.properties.get(MessageConst.REAL_TOPIC) or msg.topic
+        cmd.recover_orphaned_transaction_command.message.CopyFrom(to_pb_message(msg, real_topic))
+        log.info("transaction check of %s (group %s, tx %s) sent to producer %s",
+                 cmd.recover_orphaned_transaction_command.message.system_properties.message_id,
+                 producer_group, transaction_id, s.client_id)
         s.streams[0].put_nowait(cmd)
 
     # -- SendMessage -------------------------------------------------------------------------------
@@ -775,7 +779,10 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             )
             return spb.EndTransactionResponse(status=OK_STATUS)
         except Exception as e:
-            return spb.EndTransactionResponse(status=error_status(e))
+            st = error_status(e)
+            log.info("EndTransaction %s of %s failed: %s %s", request.transaction_id, request.topic.name,
+                     st.code, st.message)
+            return spb.EndTransactionResponse(status=st)
 
     async def RecallMessage(self, request: spb.RecallMessageRequest,
                             context: Any) -> spb.RecallMessageResponse:
@@ -905,16 +912,15 @@ def _scheme_of(host: str) -> int:
 
 
 def _broker_of_recall_handle(handle: str) -> str | None:
-    """RocketMQ's recall handle: "v1 " + base64url("topic brokerName timestamp messageId")."""
+    """RocketMQ's recall handle (RecallMessageHandle.HandleV1, as the broker's timer builds it):
+    base64url("v1 topic brokerName timestamp messageId"), padding optional."""
     import base64
 
-    version, _, payload = handle.partition(" ")
-    if version != "v1" or not payload:
-        return None
+    text = handle.strip()
     try:
-        text = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
     except Exception:
         return None
-    parts = text.split(" ")
-    return parts[1] if len(parts) >= 4 else None
+    parts = raw.split(" ")
+    return parts[2] if len(parts) >= 5 and parts[0] == "v1" and parts[2] else None
 
