@@ -190,14 +190,16 @@ class SdkDriver:
         return r
 
     def receive_until(self, consumer: str, want: int, timeout: float = 30.0, ack: bool = True,
-                      invisible_s: int = 15, max_num: int = 16, tolerate: str = "") -> list[dict[str, Any]]:
+                      invisible_s: int = 15, max_num: int = 16,
+                      tolerate: str | tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Receive (and ack unless told not to) until ``want`` messages arrived or ``timeout`` passed.
         Errors containing ``tolerate`` (e.g. a DLQ topic that has no route yet) are retried."""
         got: list[dict[str, Any]] = []
+        tolerated = (tolerate,) if isinstance(tolerate, str) else tolerate
 
         def more() -> bool:
             r = self.call("receive", consumer=consumer, max=max_num, invisible_s=invisible_s)
-            if "error" in r and tolerate and tolerate in r["error"]:
+            if "error" in r and any(t in r["error"] for t in tolerated):
                 time.sleep(0.2)  # pacing only: the next receive asks again
                 return False
             assert "error" not in r, r

@@ -11,6 +11,7 @@ Commands (field "op"):
   send       producer, topic, body, [tag, keys, props, group, delivery_ms, tx ("commit"|"rollback"|"none")]
              (the SDK carries delivery timestamps in whole seconds: delivery_ms is rounded down)
   recall     producer, topic, handle
+  answers    producer, answers         change the checker's answers
   checked    producer                  -> bodies the TransactionChecker was asked about
   simple     name, group, subs {topic: [expression, "TAG"|"SQL92"]}, [await_s]
   receive    consumer, [max, invisible_s]    -> messages (msg_dict + "recv_ms")
@@ -64,7 +65,10 @@ class Checker(TransactionChecker):
         body = message.body.decode(errors="replace")
         with self.lock:
             self.checked.append(body)
-        answer = self.answers.get(body, "COMMIT")
+        with self.lock:
+            answer = self.answers.get(body, "COMMIT")
+        if answer == "UNKNOWN":  # this SDK has no UNKNOWN: UNSPECIFIED leaves the message unresolved
+            return TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED
         return getattr(TransactionResolution, answer)
 
 
@@ -131,6 +135,11 @@ def handle(cfg: ClientConfiguration, c: dict) -> dict:
                 "queue": getattr(r.message_queue, "id", None) if r.message_queue is not None else None}
     if op == "recall":
         return {"id": clients[c["producer"]].recall_message(c["topic"], c["handle"])}
+    if op == "answers":
+        ch = extras[c["producer"]]
+        with ch.lock:
+            ch.answers.update(c["answers"])
+        return {}
     if op == "checked":
         ch = extras[c["producer"]]
         with ch.lock:

@@ -1,0 +1,146 @@
+"""Issue 5, delay/timed and transaction messages with the official Python SDK in Local and Cluster mode,
+and what survives a kill -9 of the brokers: pending timers, unresolved half messages, in-flight FIFO
+messages. The restart tests come last in the module (they share its stack)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.test_types_support import MODES, SdkDriver, TypesStack, needs_sdk, types_stack
+from tests.harness import poll_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sdk]
+
+EARLIEST = ("--attributes", "+consumeFromWhere=EARLIEST")
+RECONNECTING = ("UNAVAILABLE", "failed to connect")  # the SDK's channels right after a restart
+LATE_MS = 1500  # "within about a second of its time": 1 s plus the SDK's own receive overhead
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def st(request, tmp_path_factory):
+    with types_stack(request.param, tmp_path_factory.mktemp(f"delaytx-{request.param}"),
+                     broker={"transactionTimeOut": 1000, "transactionCheckInterval": 1000,
+                             "transactionCheckMax": 100},
+                     proxy={"minInvisibleTimeMillsForRecv": 1000}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def drv(st: TypesStack) -> SdkDriver:
+    d = st.driver()
+    # on one broker: a SimpleConsumer long-polls one broker per receive (5 s each), so with two brokers a
+    # due message could wait for the consumer's turn; the timing asserted here is the server's
+    st.create_topic("TypesDelay", "DELAY", broker="broker-a")
+    st.create_topic("TypesTx", "TRANSACTION")
+    st.create_topic("TypesFifoR", "FIFO")
+    st.create_group("GDelay", *EARLIEST)
+    st.create_group("GTx", *EARLIEST)
+    st.create_group("GFifoR", "-o", "true", *EARLIEST)
+    d.ok("producer", name="p", topics=["TypesDelay", "TypesTx", "TypesFifoR"],
+         checker={"tx-orphan-commit": "COMMIT", "tx-orphan-rollback": "ROLLBACK", "tx-restart": "UNKNOWN"})
+    d.ok("simple", name="cd", group="GDelay", subs={"TypesDelay": ["*", "TAG"]}, await_s=5)
+    d.ok("simple", name="ct", group="GTx", subs={"TypesTx": ["*", "TAG"]}, await_s=5)
+    return d
+
+
+def _send_delayed(drv: SdkDriver, body: str, ahead_ms: int) -> dict:
+    due = ((now_ms() + ahead_ms) // 1000) * 1000  # the Python SDK sends whole seconds
+    r = drv.ok("send", producer="p", topic="TypesDelay", body=body, delivery_ms=due)
+    r["due"] = due
+    return r
+
+
+def test_delay_on_time_and_recall(st: TypesStack, drv: SdkDriver) -> None:
+    a = _send_delayed(drv, "d-a", 3000)
+    b = _send_delayed(drv, "d-recalled", 4000)
+    c = _send_delayed(drv, "d-c", 5000)
+    assert b["recall_handle"], b
+    recalled = drv.ok("recall", producer="p", topic="TypesDelay", handle=b["recall_handle"])
+    assert recalled["id"] == b["id"]
+    got = drv.receive_until("cd", 2, timeout=30)
+    assert sorted(m["body"] for m in got) == ["d-a", "d-c"], got
+    for m, sent in zip(sorted(got, key=lambda m: m["body"]), (a, c), strict=True):
+        assert m["id"] == sent["id"]
+        assert m["recv_ms"] >= sent["due"], f"{m['body']} delivered {sent['due'] - m['recv_ms']} ms early"
+        assert m["recv_ms"] - sent["due"] <= LATE_MS, f"{m['body']} {m['recv_ms'] - sent['due']} ms late"
+    # d-recalled was due before d-c: had the recall failed it would have come by now
+    assert drv.ok("receive", consumer="cd", max=16, invisible_s=15)["messages"] == []
+
+
+def test_delay_too_far_is_illegal_delivery_time(drv: SdkDriver) -> None:
+    r = drv.call("send", producer="p", topic="TypesDelay", body="too-far",
+                 delivery_ms=now_ms() + 24 * 3600 * 1000 + 120_000)
+    assert r.get("code") == 40012, r
+    r = drv.call("send", producer="p", topic="TypesDelay", body="within-a-day",
+                 delivery_ms=now_ms() + 24 * 3600 * 1000 - 120_000)
+    assert "error" not in r, r
+
+
+def test_transactions_commit_rollback_and_check_back(st: TypesStack, drv: SdkDriver) -> None:
+    sent = {b: drv.ok("send", producer="p", topic="TypesTx", body=b, tx=mode)["id"] for b, mode in (
+        ("tx-commit", "commit"), ("tx-rollback", "rollback"),
+        ("tx-orphan-commit", "none"), ("tx-orphan-rollback", "none"))}
+    got = drv.receive_until("ct", 2, timeout=40)
+    assert sorted(m["body"] for m in got) == ["tx-commit", "tx-orphan-commit"], (got, st.logs())
+    assert all(m["id"] == sent[m["body"]] for m in got)
+    poll_until(lambda: {"tx-orphan-commit", "tx-orphan-rollback"} <= set(drv.ok("checked", producer="p")["checked"]),
+               timeout=30, what="both orphans checked through Telemetry")
+    checked = drv.ok("checked", producer="p")["checked"]
+    assert "tx-commit" not in checked and "tx-rollback" not in checked
+    # the rolled back ones never show up
+    assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []
+
+
+# --- restarts (kill -9 of every broker; in Local mode that is the proxy's process too) -------------------
+
+
+def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
+    # a pending timer, an unresolved half message, a committed and a rolled back transaction, an
+    # in-flight FIFO message
+    delayed = _send_delayed(drv, "d-restart", 9000)
+    drv.ok("send", producer="p", topic="TypesTx", body="tx-commit-r", tx="commit")
+    drv.ok("send", producer="p", topic="TypesTx", body="tx-rollback-r", tx="rollback")
+    half = drv.ok("send", producer="p", topic="TypesTx", body="tx-restart", tx="none")
+    for i in range(3):
+        drv.ok("send", producer="p", topic="TypesFifoR", body=f"fr-{i}", group="fg")
+    drv.ok("simple", name="cf", group="GFifoR", subs={"TypesFifoR": ["*", "TAG"]}, await_s=5)
+    held = drv.receive_until("cf", 1, timeout=30, ack=False, invisible_s=3, max_num=1)
+    assert [m["body"] for m in held] == ["fr-0"]
+    poll_until(lambda: "tx-restart" in drv.ok("checked", producer="p")["checked"], timeout=30,
+               what="the half message checked (answered UNKNOWN) before the restart")
+    committed = drv.receive_until("ct", 1, timeout=30)
+    assert [m["body"] for m in committed] == ["tx-commit-r"]
+
+    st.restart_brokers()
+    restarted = now_ms()
+    drv.ok("answers", producer="p", answers={"tx-restart": "COMMIT"})
+
+    got = drv.receive_until("cd", 1, timeout=40, tolerate=RECONNECTING)
+    assert [m["body"] for m in got] == ["d-restart"], (got, st.logs())
+    late = got[0]["recv_ms"] - delayed["due"]
+    assert got[0]["recv_ms"] >= delayed["due"], f"{-late} ms early"
+    assert late <= max(LATE_MS, restarted - delayed["due"] + 3000), f"{late} ms late"
+
+    tx = drv.receive_until("ct", 1, timeout=40, tolerate=RECONNECTING)
+    assert [(m["body"], m["id"]) for m in tx] == [("tx-restart", half["id"])], (tx, st.logs())
+    assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []  # no rollback, no dup
+
+    # FIFO: the in-flight fr-0 comes back first (attempt 2), then its successors in order
+    order: list[tuple[str, int]] = []
+
+    def fifo_step() -> bool:
+        r = drv.call("receive", consumer="cf", max=1, invisible_s=30)
+        for m in r.get("messages", []):
+            order.append((m["body"], m["attempt"]))
+            drv.ok("ack", consumer="cf", id=m["id"])
+        return len({b for b, _ in order}) >= 3
+
+    poll_until(fifo_step, timeout=60, interval=0.1, what="FIFO after restart")
+    assert order[0] == ("fr-0", 2), order
+    assert [b for b, _ in order] == ["fr-0", "fr-1", "fr-2"], order
