@@ -40,7 +40,9 @@ class CQFile:
 
 
 class ConsumeQueue:
-    def __init__(self, root: str, topic: str, queue_id: int, entries_per_file: int) -> None:
+    def __init__(self, root: str, topic: str, queue_id: int, entries_per_file: int,
+                 preallocate: bool = False) -> None:
+        self.preallocate = preallocate
         self.topic = topic
         self.queue_id = queue_id
         self.dir = os.path.join(root, topic, str(queue_id))
@@ -78,8 +80,8 @@ class ConsumeQueue:
         try:
             if os.fstat(fd).st_size != self.file_bytes:
                 os.ftruncate(fd, self.file_bytes)
-            # reserve the blocks now: a write through the mapping into a hole of a full disk is SIGBUS
-            os.posix_fallocate(fd, 0, self.file_bytes)
+            if self.preallocate:  # a write through the mapping into a hole of a full disk is SIGBUS
+                os.posix_fallocate(fd, 0, self.file_bytes)
             mm = mmap.mmap(fd, self.file_bytes)
         except OSError:
             os.close(fd)

@@ -33,7 +33,7 @@ def key_hash(key: str) -> int:
 
 
 class IndexFile:
-    def __init__(self, path: str, slots: int, max_index: int, create: bool) -> None:
+    def __init__(self, path: str, slots: int, max_index: int, create: bool, preallocate: bool = False) -> None:
         self.path = path
         self.slots = slots
         self.max_index = max_index
@@ -42,8 +42,8 @@ class IndexFile:
         try:
             if os.fstat(self.fd).st_size != self.size:
                 os.ftruncate(self.fd, self.size)
-            # reserve the blocks now: a write through the mapping into a hole of a full disk is SIGBUS
-            os.posix_fallocate(self.fd, 0, self.size)
+            if preallocate:  # a write through the mapping into a hole of a full disk is SIGBUS
+                os.posix_fallocate(self.fd, 0, self.size)
             self.mm = mmap.mmap(self.fd, self.size)
         except OSError:
             os.close(self.fd)
@@ -131,8 +131,9 @@ class IndexFile:
 
 
 class IndexService:
-    def __init__(self, directory: str, slots: int, max_index: int) -> None:
+    def __init__(self, directory: str, slots: int, max_index: int, preallocate: bool = False) -> None:
         self.dir = directory
+        self.preallocate = preallocate
         self.slots = slots
         self.max_index = max_index
         self.files: list[IndexFile] = []
@@ -156,7 +157,7 @@ class IndexService:
         while os.path.exists(path) or (self.files and path <= self.files[-1].path):
             name = str(int(name) + 1)
             path = os.path.join(self.dir, name)
-        f = IndexFile(path, self.slots, self.max_index, True)
+        f = IndexFile(path, self.slots, self.max_index, True, self.preallocate)
         self.files.append(f)
         return f
 

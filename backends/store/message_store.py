@@ -101,6 +101,10 @@ class MessageStoreConfig:
     # switch interval a busy event loop keeps it waiting and the disk idles. start() lowers the
     # process-wide sys.setswitchinterval to this many microseconds (0 = leave it alone).
     sync_flush_switch_interval_us: int = 200
+    # Reserve the blocks of memory-mapped consume-queue and index files when they are created
+    # (posix_fallocate): a write through a mapping into a hole of a full disk is SIGBUS. Off by default
+    # (files are sparse, as RocketMQ's); the disk_max_used_space_ratio check keeps space in hand.
+    preallocate_mapped_files: bool = False
 
 
 # Called after a batch is durable per the flush policy and dispatched to the consume queues:
@@ -133,7 +137,8 @@ class MessageStore:
         self._cq_root = os.path.join(root, "consumequeue")
         self._cq_per_file = max(1, config.mapped_file_size_consume_queue // CQ_ENTRY_SIZE)
         self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
-        self.index = IndexService(os.path.join(root, "index"), config.max_hash_slot_num, config.max_index_num)
+        self.index = IndexService(os.path.join(root, "index"), config.max_hash_slot_num, config.max_index_num,
+                                  config.preallocate_mapped_files)
         self._listeners: list[ArrivalListener] = []
         self._sync = config.flush_disk_type.upper() == "SYNC_FLUSH"
         self._flush: FlushService | None = None
@@ -260,7 +265,8 @@ class MessageStore:
             for q in os.listdir(tdir):
                 if not q.lstrip("-").isdigit():
                     continue
-                cq = ConsumeQueue(self._cq_root, topic, int(q), self._cq_per_file)
+                cq = ConsumeQueue(self._cq_root, topic, int(q), self._cq_per_file,
+                                  self.config.preallocate_mapped_files)
                 cq.load()
                 self._cqs[(topic, int(q))] = cq
 
@@ -269,7 +275,8 @@ class MessageStore:
         key = (v.topic, v.queue_id)
         cq = self._cqs.get(key)
         if cq is None:
-            cq = self._cqs[key] = ConsumeQueue(self._cq_root, v.topic, v.queue_id, self._cq_per_file)
+            cq = self._cqs[key] = ConsumeQueue(self._cq_root, v.topic, v.queue_id, self._cq_per_file,
+                                               self.config.preallocate_mapped_files)
         props = v.properties
         tag = property_of(props, _TAGS) if "TAGS\x01" in props else None
         cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code(tag) if tag else 0)
@@ -396,7 +403,8 @@ class MessageStore:
         key = (topic, queue_id)
         cq = self._cqs.get(key)
         if cq is None:
-            cq = self._cqs[key] = ConsumeQueue(self._cq_root, topic, queue_id, self._cq_per_file)
+            cq = self._cqs[key] = ConsumeQueue(self._cq_root, topic, queue_id, self._cq_per_file,
+                                               self.config.preallocate_mapped_files)
         return cq
 
     async def put_messages(self, messages: list[Message]) -> PutMessageResult:

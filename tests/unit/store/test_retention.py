@@ -115,3 +115,15 @@ async def test_memory_does_not_grow_with_stored_messages(make_store: StoreFactor
     grown = sum(st.size_diff for st in after.compare_to(before, "filename"))
     assert grown < 256 * 1024, f"{grown} bytes kept for 10,000 more messages"
     assert s.get_max_offset_in_queue("TopicA", 0) == 3000
+
+
+async def test_preallocated_mapped_files(make_store: StoreFactory) -> None:
+    s = await make_store(preallocate_mapped_files=True)
+    assert (await s.put_messages([msg(KEYS="k")])).ok
+    cq_dir = os.path.join(s.root, "consumequeue", "TopicA", "0")
+    (cq_file,) = os.listdir(cq_dir)
+    st = os.stat(os.path.join(cq_dir, cq_file))
+    assert st.st_blocks * 512 >= st.st_size  # blocks reserved, not a sparse file
+    (idx,) = os.listdir(os.path.join(s.root, "index"))
+    st = os.stat(os.path.join(s.root, "index", idx))
+    assert st.st_blocks * 512 >= st.st_size
