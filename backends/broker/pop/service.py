@@ -29,9 +29,12 @@ invisible time and forward to DLQ:
 * malformed extra info -> BackendError(INVALID_PARAMETER) (the proxy answers INVALID_RECEIPT_HANDLE);
 * unknown topic -> TOPIC_NOT_EXIST; queueId beyond the topic's read queues -> MESSAGE_ILLEGAL;
 * offset outside the queue, or never handed out to the group -> NO_MESSAGE;
-* the message was handed out again since (expired and redelivered, or the invisible time was changed:
-  the old handle is stale) -> NO_MESSAGE ("use the newest receipt handle");
-* expired but not handed out again yet -> the ack is accepted;
+* ack with the handle of the current delivery or of an older one (the message expired and was handed
+  out again, or its invisible time was changed since) -> the message is acked: the consumer did
+  process it (RocketMQ ignores such an ack and delivers the message once more: a duplicate);
+* change of invisible time or forward to DLQ with an older handle -> NO_MESSAGE (stale: another
+  delivery, maybe to another consumer, is current);
+* expired but not handed out again yet -> accepted;
 * already acked (or moved to the DLQ) -> ack succeeds again (idempotent); change of invisible time and
   forward to DLQ answer NO_MESSAGE.
 
@@ -737,12 +740,14 @@ class PopMessageService:
         qs = self.states.get(key)
         e = qs.entry(info.queue_offset) if qs is not None else None
         if qs is not None and e is not None:
-            if not self._matches(e, info):
+            if info.pop_time > e.pop_time:
                 raise BackendError(ResponseCode.NO_MESSAGE,
-                                   "receipt handle is stale: the message was handed out again or its "
-                                   "invisible time changed; use the newest receipt handle")
+                                   "receipt handle names no delivery of this message")
+            # The current delivery, or an older one (the message expired and was handed out again, or
+            # its invisible time was changed): the consumer did process the message, so it is acked
+            # for the group (RocketMQ would ignore such an ack and deliver the message once more).
             qs.remove(info.queue_offset)
-            return qs, info.queue_offset, info.pop_time, info.invisible_time
+            return qs, info.queue_offset, e.pop_time, e.invisible_time
         err = self._no_longer_in_flight(info, real, key)
         if err is not None:
             raise err

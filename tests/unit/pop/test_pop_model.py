@@ -32,6 +32,7 @@ async def run_model(env: Env, seed: int, crash: bool) -> None:
     sent: set[str] = set()
     acked: set[str] = set()
     handle: dict[str, str] = {}  # newest handle of each message handed out
+    history: dict[str, list[str]] = {}  # every handle of each message
     deadline: dict[str, int] = {}  # visibility deadline of that handle
     counter = 0
     for _step in range(120):
@@ -54,17 +55,19 @@ async def run_model(env: Env, seed: int, crash: bool) -> None:
                 h = m.properties[MessageConst.POP_CK]
                 info = xi.parse(h)
                 handle[body], deadline[body] = h, info.pop_time + info.invisible_time
+                history.setdefault(body, []).append(h)
         elif op < 0.65 and handle:
             body = rnd.choice(sorted(handle))
-            if body not in acked:
-                await env.service.ack(GROUP, TOPIC, handle[body])
-                acked.add(body)
+            # any handle the message was handed out with acks it (the consumer processed it)
+            await env.service.ack(GROUP, TOPIC, rnd.choice(history[body]))
+            acked.add(body)
         elif op < 0.72 and handle:
             body = rnd.choice(sorted(handle))
             if body not in acked and deadline[body] > env.clock.now:
                 new = await env.service.change_invisible_time(GROUP, TOPIC, handle[body], rnd.choice([0, 3_000]))
                 info = xi.parse(new)
                 handle[body], deadline[body] = new, info.pop_time + info.invisible_time
+                history[body].append(new)
         elif op < 0.9:
             env.clock.advance(rnd.choice([1, 500, 2_000, 6_000]))
             if rnd.random() < 0.5:

@@ -71,9 +71,10 @@ async def test_pop_ack_change_invisible_over_remoting(env: Env, call: Any) -> No
                     "invisibleTime": "50000"})
     assert r.code == ResponseCode.SUCCESS and r.ext_fields["invisibleTime"] == "50000"
     assert xi.parse(r.ext_fields["extraInfo"]).invisible_time == 50000
-    # the old handle of m1 no longer acks
-    r = await call(RequestCode.ACK_MESSAGE, {"consumerGroup": GROUP, "topic": TOPIC, "queueId": "1",
-                                             "extraInfo": ck[1], "offset": "1"})
+    # the old handle of m1 can no longer change it
+    r = await call(RequestCode.CHANGE_MESSAGE_INVISIBLETIME,
+                   {"consumerGroup": GROUP, "topic": TOPIC, "queueId": "1", "extraInfo": ck[1], "offset": "1",
+                    "invisibleTime": "1000"})
     assert r.code == ResponseCode.NO_MESSAGE
     # batch ack m2 with a BitSet (bit 2 from start offset 0)
     info = xi.parse(ck[2])
