@@ -10,7 +10,7 @@ from tests.harness import run_sdk_script
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-@pytest.mark.parametrize("mode", ["embedded", "local"])
+@pytest.mark.parametrize("mode", ["embedded", "local", "cluster"])
 def test_fifo_delay_transaction(mode, tmp_path):
     with stack(mode, tmp_path) as st:
         for t in ("FIFO", "DELAY", "TRANSACTION"):
