@@ -13,7 +13,15 @@ import time
 import pytest
 
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
-from tests.e2e.test_types_support import MODES, SdkDriver, Stubs, TypesStack, needs_sdk, types_stack
+from tests.e2e.test_types_support import (
+    MODES,
+    SdkDriver,
+    Stubs,
+    TypesStack,
+    check_fifo_order,
+    needs_sdk,
+    types_stack,
+)
 from tests.harness import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sdk]
@@ -37,21 +45,6 @@ def drv(st: TypesStack) -> SdkDriver:
     st.create_topic("TypesMixed", "MIXED")
     d.ok("producer", name="p", topics=["TypesFifo", "TypesNormal", "TypesMixed"], checker={})
     return d
-
-
-def _check_order(deliveries: list[list[dict]], sent: dict[str, list[str]]) -> None:
-    """Every delivered message's predecessors in its message group were acked earlier or came before it
-    in the same batch (a FIFO batch is consecutive messages of a queue)."""
-    acked: set[str] = set()
-    for batch in deliveries:
-        in_batch: set[str] = set()
-        for m in batch:
-            seq = sent[m["group"]]
-            i = seq.index(m["body"])
-            missing = [b for b in seq[:i] if b not in acked and b not in in_batch]
-            assert not missing, f"{m['body']} (attempt {m['attempt']}) delivered before {missing} were acked"
-            in_batch.add(m["body"])
-        acked |= {m["body"] for m in batch if m.get("acked")}
 
 
 def test_fifo_order_hold_and_redelivery(st: TypesStack, drv: SdkDriver) -> None:
@@ -93,7 +86,7 @@ def test_fifo_order_hold_and_redelivery(st: TypesStack, drv: SdkDriver) -> None:
         return len(done) >= total
 
     poll_until(step, timeout=90, interval=0.0, what="every FIFO message acked")
-    _check_order(deliveries, sent)
+    check_fifo_order(deliveries, sent)
     assert redelivered and redelivered[0]["attempt"] == 2, redelivered
     # per message group, the acked sequence is the send sequence
     for g, seq in sent.items():

@@ -270,3 +270,18 @@ class Stubs:
 
     def close(self) -> None:
         self.channel.close()
+
+
+def check_fifo_order(deliveries: list[list[dict[str, Any]]], sent: dict[str, list[str]]) -> None:
+    """Every delivered message's predecessors in its message group were acked earlier or came before it
+    in the same batch (a FIFO batch is consecutive messages of a queue)."""
+    acked: set[str] = set()
+    for batch in deliveries:
+        in_batch: set[str] = set()
+        for m in batch:
+            seq = sent[m["group"]]
+            i = seq.index(m["body"])
+            missing = [b for b in seq[:i] if b not in acked and b not in in_batch]
+            assert not missing, f"{m['body']} (attempt {m['attempt']}) delivered before {missing} were acked"
+            in_batch.add(m["body"])
+        acked |= {m["body"] for m in batch if m.get("acked")}
