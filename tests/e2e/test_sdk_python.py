@@ -59,3 +59,14 @@ def test_push_consumer_with_retry(proxy_stack):
     assert {m["id"] for m in seen} == set(r["sent"]), st.logs()
     zero = [m["attempt"] for m in seen if m["body"] == "push-0"]
     assert zero[:2] == [1, 2]  # failed once, redelivered after the 1 s backoff with attempt 2
+
+
+def test_redelivery_after_invisible_time(broker_proxy_stack):
+    st = broker_proxy_stack
+    st.create_topic("TopicRedeliver")
+    st.create_group("GroupRedeliver", *EARLIEST)
+    cp = run_sdk_script("redeliver.py", st.endpoint, "TopicRedeliver", "GroupRedeliver", timeout=120)
+    r = parse_result(cp.stdout)
+    assert [m["id"] for m in r["first"]] == [r["sent"]] and r["first"][0]["attempt"] == 1
+    assert [m["id"] for m in r["second"]] == [r["sent"]] and r["second"][0]["attempt"] == 2
+    assert r["after_s"] >= 5  # not before the 10 s invisible time ran out (minus the first long poll)
