@@ -15,8 +15,31 @@ import shutil
 import tempfile
 import time
 
-from backends.model import Message
+from backends.model import AppendResult, Message, PutMessageResult, PutMessageStatus
 from backends.store.message_store import MessageStore, MessageStoreConfig
+
+
+class _NoopStore(MessageStore):
+    """The harness's ceiling: a put that only awaits one shared future per loop iteration."""
+
+    async def start(self) -> None:
+        self._noop_fut: asyncio.Future[PutMessageStatus] | None = None
+
+    async def shutdown(self) -> None:
+        pass
+
+    def _noop_drain(self) -> None:
+        fut, self._noop_fut = self._noop_fut, None
+        if fut is not None:
+            fut.set_result(PutMessageStatus.PUT_OK)
+
+    async def put_messages(self, messages: list[Message]) -> PutMessageResult:
+        if self._noop_fut is None:
+            loop = asyncio.get_running_loop()
+            self._noop_fut = loop.create_future()
+            loop.call_soon(self._noop_drain)
+        status = await self._noop_fut
+        return PutMessageResult(status, [AppendResult(0, len(m.body), 0, 0, "") for m in messages])
 
 
 def _pct(sorted_vals: list[float], p: float) -> float:
@@ -32,7 +55,7 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
         mapped_file_size_commit_log=args.segment_mib * 1024 * 1024,
         message_index_enable=not args.no_index,
     )
-    store = MessageStore(cfg)
+    store: MessageStore = _NoopStore(cfg) if args.noop else MessageStore(cfg)
     await store.start()
     body = os.urandom(args.size)
     stop_at = time.perf_counter() + args.seconds
@@ -136,6 +159,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dir", default=None, help="store directory (default: a new temporary one, removed)")
     p.add_argument("--uvloop", action="store_true")
     p.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (seconds)")
+    p.add_argument("--noop", action="store_true", help="a store that does nothing: the harness's ceiling")
     p.add_argument("--restart", action="store_true", help="measure restart time after an unclean stop")
     p.add_argument("--log-mib", type=int, default=256)
     p.add_argument("--checkpointed", action="store_true",
