@@ -53,6 +53,7 @@ def parse_peer(peer: str | None) -> tuple[str, int]:
         return (host, 0)
 
 
+_md5 = hashlib.md5
 _UNIQ = MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 _TAGS = MC.TAGS
 _KEYS = MC.KEYS
@@ -127,9 +128,6 @@ def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str
                   invisible_ms: int = 0) -> pb.Message:
     """A stored/popped message -> apache.rocketmq.v2.Message with its system properties."""
     props = ext.properties
-    msg = pb.Message()
-    msg.topic.name = topic or ext.topic
-    sp = msg.system_properties
     body = ext.body
     encoding = _IDENTITY
     if ext.sys_flag & SysFlag.COMPRESSED:
@@ -138,28 +136,37 @@ def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str
             encoding = _GZIP
         else:
             body = plain
-    msg.body = body
-    sp.body_encoding = encoding
-    sp.body_digest.type = _MD5
-    sp.body_digest.checksum = hashlib.md5(body).hexdigest().upper()
-    uniq = props.get(MC.UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
-    sp.message_id = uniq or offset_msg_id(ext.store_host, ext.commitlog_offset)
-    tag = props.get(MC.TAGS)
+    msg = pb.Message(body=body)
+    msg.topic.name = topic or ext.topic
+    sp = msg.system_properties
+    sp.body_encoding = encoding  # type: ignore[assignment]
+    digest = sp.body_digest
+    digest.type = _MD5
+    digest.checksum = _md5(body).hexdigest().upper()
+    get = props.get
+    store_host = ext.store_host
+    sp.message_id = get(_UNIQ) or offset_msg_id(store_host, ext.commitlog_offset)
+    tag = get(_TAGS)
     if tag:
         sp.tag = tag
-    keys = props.get(MC.KEYS)
+    keys = get(_KEYS)
     if keys:
         sp.keys.extend(k for k in keys.split(" ") if k)
-    mtype = message_type_of(props)
-    sp.message_type = mtype  # type: ignore[assignment]
-    group = props.get(MC.SHARDING_KEY)
+    sp.message_type = message_type_of(props)  # type: ignore[assignment]
+    group = get(MC.SHARDING_KEY)
     if group:
         sp.message_group = group
-    set_ts(sp.born_timestamp, ext.born_timestamp)
-    sp.born_host = props.get(MC.BORN_HOST) or ext.born_host[0]
-    set_ts(sp.store_timestamp, ext.store_timestamp)
-    sp.store_host = f"{ext.store_host[0]}:{ext.store_host[1]}"
-    deliver = props.get(MC.TIMER_DELIVER_MS)
+    ms = ext.born_timestamp
+    ts = sp.born_timestamp
+    ts.seconds = ms // 1000
+    ts.nanos = (ms % 1000) * 1_000_000
+    sp.born_host = get(_BORN_HOST) or ext.born_host[0]
+    ms = ext.store_timestamp
+    ts = sp.store_timestamp
+    ts.seconds = ms // 1000
+    ts.nanos = (ms % 1000) * 1_000_000
+    sp.store_host = f"{store_host[0]}:{store_host[1]}"
+    deliver = get(MC.TIMER_DELIVER_MS)
     if deliver and deliver.isdigit():
         set_ts(sp.delivery_timestamp, int(deliver))
     if receipt_handle:
@@ -167,21 +174,22 @@ def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str
     sp.queue_id = ext.queue_id
     sp.queue_offset = ext.queue_offset
     if invisible_ms:
-        sp.invisible_duration.seconds = invisible_ms // 1000
-        sp.invisible_duration.nanos = (invisible_ms % 1000) * 1_000_000
+        d = sp.invisible_duration
+        d.seconds = invisible_ms // 1000
+        d.nanos = (invisible_ms % 1000) * 1_000_000
     sp.delivery_attempt = ext.reconsume_times + 1
-    trace = props.get(MC.TRACE_CONTEXT)
+    trace = get(MC.TRACE_CONTEXT)
     if trace:
         sp.trace_context = trace
-    origin_topic = props.get(MC.DLQ_ORIGIN_TOPIC)
+    origin_topic = get(MC.DLQ_ORIGIN_TOPIC)
     if origin_topic:
         sp.dead_letter_queue.topic = origin_topic
-        sp.dead_letter_queue.message_id = props.get(MC.DLQ_ORIGIN_MESSAGE_ID, "")
-    hidden = HIDDEN_PROPERTIES
-    up = msg.user_properties
-    for k, v in props.items():
-        if k not in hidden:
-            up[k] = v
+        sp.dead_letter_queue.message_id = get(MC.DLQ_ORIGIN_MESSAGE_ID, "")
+    user = props.keys() - HIDDEN_PROPERTIES
+    if user:
+        up = msg.user_properties
+        for k in user:
+            up[k] = props[k]
     return msg
 
 

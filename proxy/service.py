@@ -630,7 +630,20 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             if len(entries) == 1:
                 await ack(entries[0], outs[0])
             else:
-                await asyncio.gather(*(ack(e, o) for e, o in zip(entries, outs, strict=True)))
+                # one coroutine per broker acks its entries in order: no task per message
+                by_broker: dict[str, list[tuple[Any, Any]]] = {}
+                for e, o in zip(entries, outs, strict=True):
+                    b = e.receipt_handle.split(" ", 6)[5] if e.receipt_handle.count(" ") >= 8 else ""
+                    by_broker.setdefault(b, []).append((e, o))
+
+                async def ack_all(pairs: list[tuple[Any, Any]]) -> None:
+                    for e, o in pairs:
+                        await ack(e, o)
+
+                if len(by_broker) == 1:
+                    await ack_all(next(iter(by_broker.values())))
+                else:
+                    await asyncio.gather(*(ack_all(p) for p in by_broker.values()))
             codes = {o.status.code for o in outs}
             if len(codes) == 1:
                 resp.status.CopyFrom(outs[0].status)
