@@ -506,3 +506,16 @@ def test_snapshot_cut_short_is_ignored() -> None:
     assert applied[0] == {"k": "S", "first": True,
                           "qs": [["g", "t", 0, 5, []], ["g", "t", 1, 6, []], ["g", "t", 2, 7, []]]}
     assert applied[1]["k"] == "C" and len(applied) == 2
+
+
+async def test_long_polling_is_woken_by_expiry(env: Env) -> None:
+    earliest(env)
+    await env.send(1)
+    await env.pop(queue_id=0, invisible=10_000)
+    task = asyncio.create_task(env.pop(queue_id=0, poll_time_ms=8_000))
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    env.clock.advance(10_001)
+    await env.service.revive_once()
+    res = await asyncio.wait_for(task, 3)
+    assert bodies(res.messages) == ["m0"] and res.messages[0].reconsume_times == 1
