@@ -172,6 +172,7 @@ class CommitLog:
             chunk = os.pread(seg.fd, min(want, fs - rel), rel)
             want = SCAN_CHUNK
             clen = len(chunk)
+            view_of_chunk = memoryview(chunk)  # zero-copy slices for the body CRC
             chunk_reaches_end = rel + clen >= fs
             cpos = 0
             next_file = False
@@ -179,7 +180,7 @@ class CommitLog:
                 if chunk[cpos:cpos + 4] == _ZERO4:
                     return pos + cpos  # end of written data
                 try:
-                    view = check_record(chunk, cpos, check_crc, clen)
+                    view = check_record(view_of_chunk, cpos, check_crc, clen)
                 except BlankRecord as b:
                     if rel + cpos + b.size != fs:
                         log.error("commitlog: blank record in %s at file offset %d does not reach the file end",

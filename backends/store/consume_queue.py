@@ -155,27 +155,46 @@ class ConsumeQueue:
                 except ValueError:  # closed meanwhile (deleted by retention)
                     pass
 
-    def truncate_from_phy(self, phy_end: int) -> None:
-        """Drop entries whose commitlog offset is >= ``phy_end`` (recovery: they point past the log)."""
+    def truncate_from_phy(self, phy_end: int, zero: bool = True) -> None:
+        """Drop entries whose commitlog offset is >= ``phy_end`` (recovery: they point past the log).
+        ``zero=False`` only moves the end (the entries are about to be rewritten by the recovery)."""
         keep_to = self.min_offset
         for f in reversed(self.files):
             n = self._first_invalid(f, lambda phy, size: size > 0 and phy + size <= phy_end)
             if n > 0:
                 keep_to = f.start + n
                 break
-        for f in list(self.files):
-            if f.start >= keep_to and f.start > self.min_offset:
-                f.close()
-                os.unlink(f.path)
-                self.files.remove(f)
-            elif f.start + self.per_file > keep_to:
-                rel = (keep_to - f.start) * CQ_ENTRY_SIZE
-                f.mm[rel:self.file_bytes] = bytes(self.file_bytes - rel)
-                f.dirty = True
         if keep_to < self.max_offset:
             log.warning("consumequeue %s-%d: entries %d..%d point past the commitlog end %d; truncated",
                         self.topic, self.queue_id, keep_to, self.max_offset - 1, phy_end)
         self.max_offset = max(keep_to, self.min_offset)
+        if zero:
+            self.cut(self.max_offset)
+
+    def cut(self, offset: int) -> None:
+        """Zero every entry from ``offset`` on and delete the files after it."""
+        for f in list(self.files):
+            if f.start >= offset and f.start > self.min_offset:
+                f.close()
+                os.unlink(f.path)
+                self.files.remove(f)
+            elif f.start + self.per_file > offset:
+                self._zero_from(f, max(0, offset - f.start) * CQ_ENTRY_SIZE)
+        self.max_offset = max(offset, self.min_offset)
+
+    def _zero_from(self, f: CQFile, rel: int) -> None:
+        """Zero ``f`` from byte ``rel`` on, writing only pages that hold data (holes stay holes)."""
+        mm, end = f.mm, self.file_bytes
+        page = mmap.PAGESIZE
+        head_end = min(end, (rel + page - 1) // page * page)
+        if head_end > rel:
+            mm[rel:head_end] = bytes(head_end - rel)
+        zero_page = bytes(page)
+        for a in range(head_end, end, page):
+            b = min(end, a + page)
+            if mm[a:b] != zero_page[:b - a]:
+                mm[a:b] = zero_page[:b - a]
+        f.dirty = True
 
     # --- reading -----------------------------------------------------------------------------
     def get(self, offset: int) -> tuple[int, int, int] | None:

@@ -233,13 +233,13 @@ class MessageStore:
             log.warning("recovery: unclean stop detected (abort file present: %s); verifying the commitlog "
                         "from offset %d", unclean, start)
             for cq in self._cqs.values():
-                cq.truncate_from_phy(start)
+                cq.truncate_from_phy(start, zero=False)  # rewritten by the scan; zeroed past the end below
             end = cl.scan(start, self._dispatch_view) if cl.segments else 0
             if cl.segments:
                 cl.write_pos = end
                 cl.truncate(end)
             for cq in self._cqs.values():
-                cq.truncate_from_phy(end)
+                cq.cut(cq.max_offset)  # whatever lies past the rebuilt entries is stale
             self.recovery_scanned_bytes = end - start
             log.warning("recovery: commitlog verified up to %d (%d bytes scanned) in %.2f s",
                         end, end - start, time.monotonic() - t0)

@@ -101,6 +101,9 @@ async def test_torn_tail_is_cut(make_store: StoreFactory, caplog: Any) -> None:
     assert "invalid record in" in caplog.text and os.path.basename(path) in caplog.text
     r = await s2.put_messages([msg(body=b"new")])
     assert r.results[0].commitlog_offset == last.commitlog_offset and r.results[0].queue_offset == 49
+    await s2.shutdown()
+    s3 = await make_store(root)  # the cut consume queue loads back with the right end
+    assert s3.get_max_offset_in_queue("TopicA", 0) == 50 and _all_bodies(s3)[-1] == b"new"
 
 
 async def test_flipped_bit_is_detected_and_cut(make_store: StoreFactory, caplog: Any) -> None:
