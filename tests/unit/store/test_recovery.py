@@ -268,3 +268,19 @@ async def test_ipv6_hosts_round_trip_through_the_store(make_store: StoreFactory)
     assert got is not None and got.born_host == ("2001:db8::1", 4242) and got.store_host == ("fe80::2", 10911)
     g = s.get_messages("TopicA", 0, 0, 1)
     assert decode_record(g.records[0]).body == b"v6"
+
+
+async def test_record_claiming_to_run_past_its_file_is_cut(make_store: StoreFactory, caplog: Any) -> None:
+    s = await make_store(flush_disk_type="SYNC_FLUSH", **CRASHY)
+    acks = [(await s.put_messages([msg(body=b"L%d" % i * 30)])).results[0] for i in range(20)]
+    root = s.root
+    s.simulate_power_loss()
+    victim = acks[12]
+    path = commitlog_files(root)[0]
+    with open(path, "r+b") as f:  # a size field that points past the end of the 64 KiB file
+        f.seek(victim.commitlog_offset)
+        f.write((70_000).to_bytes(4, "big"))
+    s2 = await make_store(root)
+    assert s2.get_max_phy_offset() == victim.commitlog_offset
+    assert len(_all_bodies(s2)) == 12
+    assert "invalid record" in caplog.text and "past the end" in caplog.text
