@@ -102,6 +102,10 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
     print(f"throughput: {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1048576:,.1f} MiB/s")
     print(f"latency per put_messages call: p50={_pct(lat, .5) * 1e3:.3f} ms  p99={_pct(lat, .99) * 1e3:.3f} ms  "
           f"p999={_pct(lat, .999) * 1e3:.3f} ms")
+    import resource
+
+    print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+          f"(includes the latency samples kept by this tool)")
     return 0 if errors[0] == 0 else 1
 
 
