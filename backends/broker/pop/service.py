@@ -217,6 +217,7 @@ class PopMessageService:
         self._started = False
         self._listener_added = False
         self._background: set[asyncio.Future[None]] = set()
+        self._last_cleanup = time.monotonic()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -401,11 +402,12 @@ class PopMessageService:
     def _commit_offset(self, qs: QueueState) -> None:
         off = qs.lowest_unacked()
         if off != qs.committed:
-            qs.committed = off
             try:
                 self.broker.consumer_offset_manager.commit_offset("POP", qs.group, qs.topic, qs.queue_id, off)
             except Exception as e:  # noqa: BLE001
                 log.warning("commit offset %s failed: %s", qs.key, e)
+                return
+            qs.committed = off
 
     def _filter(self, expression_type: str, expression: str) -> MessageFilter | None:
         key = (expression_type or "TAG", expression or "*")
@@ -898,10 +900,24 @@ class PopMessageService:
                     dlq.append((qs, off, msg, e))
         for topic in woken:
             self._wake(topic)
+        self._forget_deleted_topics()
         for qs, off, msg, e in dlq:
             await self._dlq_and_ack(qs, off, msg, e)
         self._maybe_snapshot()
         return moved
+
+    def _forget_deleted_topics(self) -> None:
+        """Drop the state of topics deleted from the broker (checked at most once a minute)."""
+        mono = time.monotonic()
+        if mono - self._last_cleanup < 60.0:
+            return
+        self._last_cleanup = mono
+        tcm = self.broker.topic_config_manager
+        gone = [k for k in self.states if tcm.select_topic_config(k[1]) is None]
+        for k in gone:
+            del self.states[k]
+        if gone:
+            log.info("POP state of %d queues of deleted topics dropped", len(gone))
 
     def _next_deadline(self) -> int | None:
         best: int | None = None

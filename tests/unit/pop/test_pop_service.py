@@ -519,3 +519,14 @@ async def test_long_polling_is_woken_by_expiry(env: Env) -> None:
     await env.service.revive_once()
     res = await asyncio.wait_for(task, 3)
     assert bodies(res.messages) == ["m0"] and res.messages[0].reconsume_times == 1
+
+
+async def test_state_of_deleted_topics_is_dropped(env: Env) -> None:
+    earliest(env)
+    env.broker.topic_config_manager.update_topic_config(TopicConfig("Gone", 1, 1))
+    await env.pop(topic="Gone", queue_id=0)
+    assert any(k[1] == "Gone" for k in env.service.states)
+    env.broker.topic_config_manager.delete_topic("Gone")
+    env.service._last_cleanup = -1e9
+    await env.service.revive_once()
+    assert not any(k[1] == "Gone" for k in env.service.states)
