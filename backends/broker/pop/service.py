@@ -812,7 +812,7 @@ class PopMessageService:
         await self.state_log.append({"k": "C", "g": qs.group, "t": qs.topic, "q": qs.queue_id, "n": qs.next_offset,
                                      "e": [[info.queue_offset, ne.pop_time, ne.invisible_time, ne.attempt,
                                             ne.ck_offset]]})
-        if invisible_time_ms == 0 and self._revive_wakeup is not None:
+        if self._revive_wakeup is not None:  # the new deadline may come before the revive task's next wake
             self._revive_wakeup.set()
         return self._handle(qs, info.queue_offset, ne)
 
