@@ -931,6 +931,7 @@ class PopMessageService:
         wakeup = self._revive_wakeup
         assert wakeup is not None
         while self._started:
+            wakeup.clear()  # a set() from here on (a changed deadline) shortens the wait below
             try:
                 await self.revive_once()
             except asyncio.CancelledError:
@@ -939,7 +940,6 @@ class PopMessageService:
                 log.exception("POP revive failed")
             nd = self._next_deadline()
             delay = 1.0 if nd is None else min(1.0, max(0.005, (nd - self.clock()) / 1000.0))
-            wakeup.clear()
             # asyncio.wait (not wait_for, which can swallow a cancellation on 3.11)
             waiter = asyncio.ensure_future(wakeup.wait())
             try:
