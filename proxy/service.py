@@ -74,6 +74,7 @@ _SEND_STATUS = {
     SendStatus.SLAVE_NOT_AVAILABLE: (C.HA_NOT_AVAILABLE, "slave not available"),
 }
 ROUTE_CACHE_S = 3.0
+ACK_LANES = 8
 
 
 def status(code: int, message: str = "") -> pb.Status:
@@ -630,20 +631,19 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             if len(entries) == 1:
                 await ack(entries[0], outs[0])
             else:
-                # one coroutine per broker acks its entries in order: no task per message
-                by_broker: dict[str, list[tuple[Any, Any]]] = {}
-                for e, o in zip(entries, outs, strict=True):
-                    b = e.receipt_handle.split(" ", 6)[5] if e.receipt_handle.count(" ") >= 8 else ""
-                    by_broker.setdefault(b, []).append((e, o))
-
-                async def ack_all(pairs: list[tuple[Any, Any]]) -> None:
-                    for e, o in pairs:
-                        await ack(e, o)
-
-                if len(by_broker) == 1:
-                    await ack_all(next(iter(by_broker.values())))
+                batch_ack = getattr(self.backend, "ack_messages", None)
+                if batch_ack is not None:
+                    await self._batch_ack(batch_ack, group, topic, entries, outs)
                 else:
-                    await asyncio.gather(*(ack_all(p) for p in by_broker.values()))
+                    # a few lanes ack in order: concurrency for remote brokers without a task per entry
+                    lanes = min(ACK_LANES, len(entries))
+                    pairs = list(zip(entries, outs, strict=True))
+
+                    async def lane(k: int) -> None:
+                        for e, o in pairs[k::lanes]:
+                            await ack(e, o)
+
+                    await asyncio.gather(*(lane(k) for k in range(lanes)))
             codes = {o.status.code for o in outs}
             if len(codes) == 1:
                 resp.status.CopyFrom(outs[0].status)
@@ -652,6 +652,27 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             return resp
         except Exception as e:
             return spb.AckMessageResponse(status=error_status(e))
+
+    async def _batch_ack(self, batch_ack: Any, group: str, topic: str, entries: Any, outs: list[Any]) -> None:
+        """Backends offering ``ack_messages(broker, group, topic, [extra_info]) -> [error or None]`` get
+        one call per broker (RocketMQ's BATCH_ACK_MESSAGE)."""
+        by_broker: dict[str, list[tuple[str, Any]]] = {}
+        for e, o in zip(entries, outs, strict=True):
+            o.message_id = e.message_id
+            o.receipt_handle = e.receipt_handle
+            try:
+                h = rh.decode(self._current_handle(e.receipt_handle, True))
+            except ProxyError as err:
+                o.status.CopyFrom(status(err.code, err.message))
+                continue
+            by_broker.setdefault(h.broker_name, []).append((h.extra_info, o))
+        for broker, items in by_broker.items():
+            try:
+                errors = await batch_ack(broker, group, topic, [x for x, _ in items])
+            except Exception as exc:
+                errors = [exc] * len(items)
+            for (_, o), failure in zip(items, errors or [None] * len(items), strict=False):
+                o.status.CopyFrom(OK_STATUS if failure is None else error_status(failure))
 
     async def ChangeInvisibleDuration(self, request: spb.ChangeInvisibleDurationRequest,
                                       context: Any) -> spb.ChangeInvisibleDurationResponse:

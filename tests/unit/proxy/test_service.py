@@ -436,3 +436,24 @@ async def test_auto_renew_and_ack_with_original_handle(env):
     assert acked_extra != " ".join(handle.split(" ")[:8])  # the renewed handle was acked
     assert acked_extra.split(" ")[2] == "2000"
     assert not env.server.service._renewals
+
+
+async def test_batch_ack_backend_hook(env):
+    calls = []
+
+    async def ack_messages(broker, group, topic, extras):
+        calls.append((broker, len(extras)))
+        return [None] * (len(extras) - 1) + [BackendError(ResponseCode.NO_MESSAGE, "gone")]
+
+    env.backend.ack_messages = ack_messages
+    ack = spb.AckMessageRequest()
+    ack.group.name, ack.topic.name = "G", "T"
+    for i in range(3):
+        ack.entries.add(message_id=f"m{i}", receipt_handle=f"{i} 1 2 0 0 broker-a 0 {i} 9")
+    ack.entries.add(message_id="b", receipt_handle="1 1 2 0 0 broker-b 0 1 9")
+    ack.entries.add(message_id="x", receipt_handle="junk")
+    r = await env.stub.AckMessage(ack, metadata=MD)
+    assert sorted(calls) == [("broker-a", 3), ("broker-b", 1)]
+    codes = [e.status.code for e in r.entries]
+    assert codes[:2] == [C.OK, C.OK] and codes[4] == C.INVALID_RECEIPT_HANDLE
+    assert r.status.code == C.MULTIPLE_RESULTS
