@@ -761,6 +761,8 @@ class PopMessageService:
             return
         qs, off, pt, it = done
         self._commit_offset(qs)
+        if not qs.inflight:  # a FIFO queue may be unblocked: long-polling pops look again
+            self._wake(qs.topic)
         await self.state_log.append({"k": "A", "g": qs.group, "t": qs.topic, "q": qs.queue_id,
                                      "e": [[off, pt, it]]})
         self._maybe_snapshot()
@@ -781,6 +783,8 @@ class PopMessageService:
         writes = []
         for qs, entries in per_queue.values():
             self._commit_offset(qs)
+            if not qs.inflight:
+                self._wake(qs.topic)
             writes.append(self.state_log.append(
                 {"k": "A", "g": qs.group, "t": qs.topic, "q": qs.queue_id, "e": entries}))
         if writes:
@@ -865,6 +869,8 @@ class PopMessageService:
         if cur is not None and cur.pop_time == e.pop_time and cur.invisible_time == e.invisible_time:
             qs.remove(off)
             self._commit_offset(qs)
+            if not qs.inflight:
+                self._wake(qs.topic)
             with contextlib.suppress(Exception):
                 await self.state_log.append({"k": "A", "g": qs.group, "t": qs.topic, "q": qs.queue_id,
                                              "e": [[off, e.pop_time, e.invisible_time]]})

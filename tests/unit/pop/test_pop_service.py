@@ -530,3 +530,18 @@ async def test_state_of_deleted_topics_is_dropped(env: Env) -> None:
     env.service._last_cleanup = -1e9
     await env.service.revive_once()
     assert not any(k[1] == "Gone" for k in env.service.states)
+
+
+async def test_fifo_long_poll_is_woken_by_the_ack_that_unblocks_the_queue(env: Env) -> None:
+    earliest(env)
+    await env.send(2, queue_id=0)
+    first = await env.pop(queue_id=0, n=1, order=True)
+    assert bodies(first.messages) == ["m0"]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    task = asyncio.create_task(env.pop(queue_id=0, order=True, poll_time_ms=8_000))
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    await env.service.ack(GROUP, TOPIC, handles(first.messages)[0])
+    res = await asyncio.wait_for(task, 5)
+    assert bodies(res.messages) == ["m1"] and loop.time() - t0 < 4
