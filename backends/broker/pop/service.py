@@ -472,6 +472,11 @@ class PopMessageService:
             raise BackendError(ResponseCode.INVALID_PARAMETER,
                                f"queueId[{request.queue_id}] is illegal, topic:[{request.topic}] "
                                f"topicConfig.readQueueNums:[{tc.read_queue_nums}]")
+        if (request.expression_type or "").upper() in ("SQL92", "SQL") and not getattr(
+                self.broker.config, "enable_property_filter", True):
+            raise BackendError(ResponseCode.SYSTEM_ERROR,
+                               "The broker does not support consumer to filter message by SQL92 "
+                               "(set enablePropertyFilter=true)")
         mfilter = self._filter(request.expression_type, request.expression)
         loop_time = asyncio.get_running_loop().time
         poll_s = max(0.0, min(request.poll_time_ms / 1000.0, timeout if timeout > 0 else 0.0))

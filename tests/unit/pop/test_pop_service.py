@@ -170,6 +170,7 @@ async def test_tag_filter(env: Env) -> None:
     for h in handles(res.messages):
         await env.service.ack(GROUP, TOPIC, h)
     assert env.broker.consumer_offset_manager.query_offset(GROUP, TOPIC, 0) == 6
+    env.broker.config.enable_property_filter = True
     with pytest.raises(BackendError) as ei:
         await env.pop(queue_id=0, expression_type="SQL92", expression="a >")
     assert ei.value.code == ResponseCode.SUBSCRIPTION_PARSE_FAILED
@@ -179,6 +180,10 @@ async def test_sql92_filter(env: Env) -> None:
     earliest(env)
     await env.send(2, tag="x", prefix="x")
     await env.send(1, tag="y", prefix="y")
+    with pytest.raises(BackendError) as ei:  # RocketMQ's default: enablePropertyFilter=false
+        await env.pop(queue_id=0, expression_type="SQL92", expression="TAGS = 'y'")
+    assert ei.value.code == ResponseCode.SYSTEM_ERROR
+    env.broker.config.enable_property_filter = True
     res = await env.pop(queue_id=0, expression_type="SQL92", expression="TAGS = 'y'")
     assert bodies(res.messages) == ["y0"]
 
