@@ -102,6 +102,7 @@ class BrokerController:
                  message_store: MessageStore | None = None) -> None:
         self.config = config
         self.enable_remoting = enable_remoting
+        self._store_injected = message_store is not None
         self.message_store = message_store if message_store is not None else MessageStore(config.store_config())
         self.topic_config_manager = TopicConfigManager(config)
         self.subscription_group_manager = SubscriptionGroupManager(config)
@@ -141,17 +142,26 @@ class BrokerController:
         self.topic_config_manager.load()
         self.subscription_group_manager.load()
         self.consumer_offset_manager.load()
-        await self.message_store.start()
-        self._store_started = True
-        self.message_store.add_arrival_listener(self.pull_hold_service.notify_message_arriving)
+        listening = False
         if self.enable_remoting:
+            from backends.broker.processor import register_all
             from backends.remoting.server import RemotingServer
 
             self.remoting_server = RemotingServer("0.0.0.0", self.config.listen_port)
-            from backends.broker.processor import register_all
-
             register_all(self.remoting_server, self)
             self.remoting_server.add_close_listener(self._on_connection_closed)
+            if self.config.listen_port == 0:
+                # An ephemeral port (tests): bind first, so that the store host in every record (and
+                # so every offset message id) carries the real port.
+                await self.remoting_server.start()
+                listening = True
+                self.config.listen_port = self.remoting_server.port
+                if not self._store_injected:
+                    self.message_store = MessageStore(self.config.store_config())
+                    self.pull_hold_service.store = self.message_store
+        await self.message_store.start()
+        self._store_started = True
+        self.message_store.add_arrival_listener(self.pull_hold_service.notify_message_arriving)
         self._init_services()
         for svc in (self.timer_service, self.transaction_service, self.pop_service):
             start = getattr(svc, "start", None)
@@ -159,13 +169,8 @@ class BrokerController:
                 res = start()
                 if asyncio.iscoroutine(res):
                     await res
-        if self.remoting_server is not None:
+        if self.remoting_server is not None and not listening:
             await self.remoting_server.start()
-            if self.config.listen_port == 0:
-                # the store host of new records must carry the bound port
-                sc = getattr(self.message_store, "config", None)
-                if sc is not None and hasattr(sc, "store_host"):
-                    sc.store_host = (self.config.broker_ip1, self.remoting_server.port)
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
         self._started = True

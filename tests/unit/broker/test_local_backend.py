@@ -122,3 +122,12 @@ async def test_transaction_commit_through_local_backend(broker: BrokerController
     assert broker.get_max_offset("TxT", 0) == 1
     pr = await be.pull_message("broker-a", "G", "TxT", 0, 0, 32, "TAG", "*", 0, 5)
     assert [m.body for m in pr.messages] == [b"half"] and pr.messages[0].msg_id == "TX1"
+
+
+async def test_offset_msg_id_carries_the_bound_port(broker: BrokerController) -> None:
+    from backends.model import decode_offset_msg_id
+
+    be = LocalBackend(broker)
+    res = await be.send_message("broker-a", [Message("PortT", b"x", {"UNIQ_KEY": "PX"})], 5)
+    (host, port), _ = decode_offset_msg_id(res[0].offset_msg_id)
+    assert f"{host}:{port}" == broker.broker_addr
