@@ -79,3 +79,41 @@ def test_cluster_two_brokers_two_proxy_processes(tmp_path):
         # POP over remoting may not be served by the brokers yet: then a clean UNSUPPORTED, never a hang
         assert out["receive_codes"] <= {C.OK, C.MESSAGE_NOT_FOUND, C.UNSUPPORTED}, out
         assert proxy.proc.poll() is None
+
+
+def test_sdk_clients_survive_proxy_restart(tmp_path):
+    """Sessions live in the client's own streams: a restarted proxy process serves the same clients."""
+    import subprocess
+    import time
+
+    from tests.e2e.proxy_stack import EARLIEST, PROXY_BOOT, parse_result
+    from tests.harness import REPO, SDK_PYTHON, ServerProcess
+
+    with stack("cluster", tmp_path) as st:
+        st.create_topic("TopicRestart")
+        st.create_group("GroupRestart", *EARLIEST)
+        sig = tmp_path / "sig"
+        sig.mkdir()
+        new: ServerProcess | None = None
+        client = subprocess.Popen(
+            [str(SDK_PYTHON), str(REPO / "tests/sdk/python/restart.py"), st.endpoint, "TopicRestart",
+             "GroupRestart", str(sig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            poll_until(lambda: (sig / "ready").exists() or client.poll() is not None, timeout=60,
+                       what="first round trip")
+            old = st.procs.pop()
+            old.stop()
+            time.sleep(1)
+            new = ServerProcess(old.args, tmp_path)
+            st.procs.append(new)
+            new.wait_for(PROXY_BOOT, 30)
+            (sig / "go").touch()
+            stdout, stderr = client.communicate(timeout=120)
+        finally:
+            if client.poll() is None:
+                client.kill()
+            if new is not None:
+                new.stop()
+        r = parse_result(stdout)
+        assert r["before"].get("received") == r["before"].get("sent") is not None, r
+        assert r["after"].get("received") == r["after"].get("sent") is not None, (r, stderr[-2000:])
