@@ -89,6 +89,7 @@ def test_enable_proxy(tmp_path: Path) -> None:
                 "rocketmq-proxy startup successfully") as b:
         assert "boot success. serializeType=JSON" in b.text() and "name server is" not in b.text()
         wait_port(grpc_port, 5)
+    assert b.proc.returncode == 0, b.text()
 
 
 def test_port_in_use_fails_cleanly(tmp_path: Path) -> None:
