@@ -110,16 +110,25 @@ async def start_proxy(broker: Any, proxy_config_path: str | None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    printing = args.printConfigItem or args.printImportantConfig
+    if not printing:
+        setup_logging()
+    # config warnings (unknown keys) go to the console as well as to broker.log
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("mqbroker: %(message)s"))
+    logging.getLogger().addHandler(console)
     try:
         config = BrokerConfig.load(args.configFile, args.namesrvAddr)
     except ConfigError as e:
         print(f"mqbroker: {e}", file=sys.stderr)
         return 1
-    if args.printConfigItem or args.printImportantConfig:
+    finally:
+        logging.getLogger().removeHandler(console)
+    if printing:
         for k, v in config.to_properties().items():
             print(f"{k}={v}")
         return 0
-    setup_logging()
     if args.configFile:
         log.info("load config properties file OK, %s", args.configFile)
     try:
