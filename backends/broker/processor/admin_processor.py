@@ -230,6 +230,10 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         return request.response(ext_fields={"offset": str(broker.search_offset(t, q, ts))})
 
     @guarded
+    async def broker_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        return request.response(ext_fields={"offset": str(store.get_max_phy_offset())})
+
+    @guarded
     async def earliest_time(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         t, q = topic_queue(request)
         return request.response(ext_fields={"timestamp": str(store.get_earliest_message_time(t, q))})
@@ -341,6 +345,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.GET_MIN_OFFSET, min_offset)
     reg(RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, search_offset)
     reg(RequestCode.GET_EARLIEST_MSG_STORETIME, earliest_time)
+    reg(RequestCode.QUERY_BROKER_OFFSET, broker_offset)
     reg(RequestCode.VIEW_MESSAGE_BY_ID, view_message)
     reg(RequestCode.QUERY_MESSAGE, query_message)
     reg(RequestCode.GET_BROKER_CONFIG, broker_config)
