@@ -4,6 +4,14 @@ It owns the store, the topic / subscription-group / consumer-offset managers, th
 long polling, NameServer registration and the remoting server, and exposes the typed internal API
 (send, pull, offsets, admin) that both the remoting processors (thin translators) and the in-process
 LocalBackend call: one code path for both.
+
+Typed API (raises backends.api.BackendError with the remoting code): send_messages, put_messages (the raw
+write path, with the put hooks), pull_message -> PullOutcome, query/update_consumer_offset,
+get_max/min_offset, search_offset, consumer_send_msg_back, create/delete_topic,
+update/delete_subscription_group, register_consumer_client, check_transaction_state,
+add_local_transaction_checker, add_put_message_hook, recall_handle_for, runtime_info.
+Services: pop_service / timer_service / transaction_service are constructed in start() from
+backends.broker.{pop,timer,transaction} (each registers its own put hook / remoting processors).
 """
 
 from __future__ import annotations
