@@ -37,15 +37,15 @@ def drv(st: TypesStack) -> SdkDriver:
     # on one broker: a SimpleConsumer long-polls one broker per receive (5 s each), so with two brokers a
     # due message could wait for the consumer's turn; the timing asserted here is the server's
     st.create_topic("TypesDelay", "DELAY", broker="broker-a")
-    st.create_topic("TypesTx", "TRANSACTION")
+    st.create_topic("TypesTx", "TRANSACTION", broker="broker-a")  # one empty receive covers it
     st.create_topic("TypesFifoR", "FIFO")
     st.create_group("GDelay", *EARLIEST)
     st.create_group("GTx", *EARLIEST)
     st.create_group("GFifoR", "-o", "true", *EARLIEST)
     d.ok("producer", name="p", topics=["TypesDelay", "TypesTx", "TypesFifoR"],
          checker={"tx-orphan-commit": "COMMIT", "tx-orphan-rollback": "ROLLBACK", "tx-restart": "UNKNOWN"})
-    d.ok("simple", name="cd", group="GDelay", subs={"TypesDelay": ["*", "TAG"]}, await_s=5)
-    d.ok("simple", name="ct", group="GTx", subs={"TypesTx": ["*", "TAG"]}, await_s=5)
+    d.ok("simple", name="cd", group="GDelay", subs={"TypesDelay": ["*", "TAG"]})
+    d.ok("simple", name="ct", group="GTx", subs={"TypesTx": ["*", "TAG"]})
     return d
 
 
@@ -109,7 +109,7 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     half = drv.ok("send", producer="p", topic="TypesTx", body="tx-restart", tx="none")
     for i in range(3):
         drv.ok("send", producer="p", topic="TypesFifoR", body=f"fr-{i}", group="fg")
-    drv.ok("simple", name="cf", group="GFifoR", subs={"TypesFifoR": ["*", "TAG"]}, await_s=5)
+    drv.ok("simple", name="cf", group="GFifoR", subs={"TypesFifoR": ["*", "TAG"]})
     held = drv.receive_until("cf", 1, timeout=30, ack=False, invisible_s=3, max_num=1)
     assert [m["body"] for m in held] == ["fr-0"]
     poll_until(lambda: "tx-restart" in drv.ok("checked", producer="p")["checked"], timeout=30,

@@ -55,7 +55,7 @@ def test_fifo_order_hold_and_redelivery(st: TypesStack, drv: SdkDriver) -> None:
             body = f"{g}-{i}"
             drv.ok("send", producer="p", topic="TypesFifo", body=body, group=g)
             sent[g].append(body)
-    drv.ok("simple", name="c", group="GFifo", subs={"TypesFifo": ["*", "TAG"]}, await_s=5)
+    drv.ok("simple", name="c", group="GFifo", subs={"TypesFifo": ["*", "TAG"]})
 
     deliveries: list[list[dict]] = []
     first = drv.receive_until("c", 1, timeout=30, ack=False, invisible_s=2, max_num=1)

@@ -40,7 +40,7 @@ async function main() {
   out.fifo.badGroupCode = await codeOf(producer.send({ topic: fifoTopic, messageGroup: 'g'.repeat(64),
     body: Buffer.from('x') }));
   const fc = new SimpleConsumer({ endpoints, consumerGroup: fifoGroup, subscriptions: new Map([[fifoTopic, '*']]),
-    awaitDuration: 5000, requestTimeout: 5000, logger: silent });
+    awaitDuration: 2000, requestTimeout: 5000, logger: silent });
   await fc.startup();
   let deadline = Date.now() + 30000;
   let first = [];
@@ -65,7 +65,7 @@ async function main() {
 
   // --- delay: two due in a few seconds, one recalled, one too far ahead
   const dc = new SimpleConsumer({ endpoints, consumerGroup: delayGroup, subscriptions: new Map([[delayTopic, '*']]),
-    awaitDuration: 5000, requestTimeout: 5000, logger: silent });
+    awaitDuration: 2000, requestTimeout: 5000, logger: silent });
   await dc.startup();
   const now = Date.now();
   const plan = [['nd-a', 3000], ['nd-recalled', 3500], ['nd-b', 4000]];

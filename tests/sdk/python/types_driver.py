@@ -145,7 +145,7 @@ def handle(cfg: ClientConfiguration, c: dict) -> dict:
         with ch.lock:
             return {"checked": list(ch.checked)}
     if op == "simple":
-        sc = SimpleConsumer(cfg, c["group"], subs_of(c["subs"]), await_duration=c.get("await_s", 5))
+        sc = SimpleConsumer(cfg, c["group"], subs_of(c["subs"]), await_duration=c.get("await_s", 2))
         sc.startup()
         clients[c["name"]] = sc
         return {}
