@@ -155,12 +155,16 @@ class CommitLog:
         return self.read(pos, size)
 
     # --- recovery --------------------------------------------------------------------------------
-    def scan(self, start: int, on_record: Callable[[RecordView], None], check_crc: bool = True) -> int:
+    def scan(self, start: int, on_record: Callable[[RecordView], None], check_crc: bool = True,
+             stop: int | None = None) -> int:
         """Verify records forward from ``start``; call ``on_record(view)`` for each valid one.
 
         Returns the offset just past the last valid record (the recovered end). Stops at the first
         zero header (end of data) or invalid record (logged with file and offset); the caller cuts there.
+        With ``stop``, returns at the first record boundary at or past it.
         """
+        if stop is None:
+            stop = 1 << 62
         pos = start
         fs = self.file_size
         want = SCAN_CHUNK
@@ -179,6 +183,8 @@ class CommitLog:
             while cpos + 8 <= clen:
                 if chunk[cpos:cpos + 4] == _ZERO4:
                     return pos + cpos  # end of written data
+                if pos + cpos >= stop:
+                    return pos + cpos
                 try:
                     view = check_record(view_of_chunk, cpos, check_crc, clen)
                 except BlankRecord as b:

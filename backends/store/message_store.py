@@ -97,6 +97,10 @@ class MessageStoreConfig:
     clean_resource_interval: int = 10_000  # ms between retention / disk checks
     recover_last_files: int = 3  # unclean stop without a usable checkpoint: scan the last N files
     max_filter_message_count: int = 16_000  # consume-queue entries scanned per get_messages
+    # Unclean start: rebuild the key index of the recovered records in the background after start (as
+    # RocketMQ's dispatcher does), so that start only waits for the log check and the consume queues.
+    # query_message may miss keys of those records until wait_index_rebuilt() returns.
+    rebuild_index_in_background: bool = True
     # SYNC_FLUSH: the flush thread needs the GIL back after each fdatasync; with CPython's default 5 ms
     # switch interval a busy event loop keeps it waiting and the disk idles. start() lowers the
     # process-wide sys.setswitchinterval to this many microseconds (0 = leave it alone).
@@ -164,6 +168,9 @@ class MessageStore:
         self._drain_error = ""
         self._closed = False
         self._early_drain = 16 if self._sync else 1 << 30  # pending messages that trigger a drain now
+        self._index_in_recovery = True  # recovery scan also writes index keys
+        self._index_rebuild: tuple[int, int] | None = None  # [from, to) still to index after start
+        self._index_rebuilt = asyncio.Event()
         self.recovered_unclean = False  # observability: what the last start did
         self.recovery_scanned_bytes = 0
 
@@ -195,6 +202,51 @@ class MessageStore:
         self._check_disk()
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="store-flush"))
         self._tasks.append(asyncio.create_task(self._clean_loop(), name="store-clean"))
+        if self._index_rebuild is not None:
+            self._tasks.append(asyncio.create_task(self._rebuild_index(), name="store-index-rebuild"))
+        else:
+            self._index_rebuilt.set()
+
+    def _index_view(self, v: RecordView) -> None:
+        props = v.properties
+        u = property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None
+        k = property_of(props, _KEYS) if "KEYS\x01" in props else None
+        if u or k:
+            keys = k.split(" ") if k else []
+            if u:
+                keys.append(u)
+            self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
+
+    def _index_step(self, window: int = 4 * 1024 * 1024) -> bool:
+        """Index the next window of recovered records; False when done."""
+        if self._index_rebuild is None:
+            return False
+        pos, end = self._index_rebuild
+        if pos >= end or self._closed:
+            self._index_rebuild = None
+            return False
+        nxt = self.commitlog.scan(pos, self._index_view, check_crc=False, stop=min(end, pos + window))
+        if nxt <= pos:  # removed by retention meanwhile, or unreadable: nothing more to index
+            self._index_rebuild = None
+            return False
+        self._index_rebuild = (nxt, end)
+        return True
+
+    async def _rebuild_index(self) -> None:
+        t0 = time.monotonic()
+        assert self._index_rebuild is not None
+        total = self._index_rebuild[1] - self._index_rebuild[0]
+        try:
+            while self._index_step():
+                await asyncio.sleep(0)
+            log.info("recovery: index rebuilt for %d bytes of records in %.2f s", total, time.monotonic() - t0)
+        finally:
+            if self._index_rebuild is None:
+                self._index_rebuilt.set()
+
+    async def wait_index_rebuilt(self) -> None:
+        """Returns once the keys of records recovered at start are in the index."""
+        await self._index_rebuilt.wait()
 
     def _load_and_recover(self) -> None:
         t0 = time.monotonic()
@@ -234,7 +286,11 @@ class MessageStore:
                         "from offset %d", unclean, start)
             for cq in self._cqs.values():
                 cq.truncate_from_phy(start, zero=False)  # rewritten by the scan; zeroed past the end below
+            self._index_in_recovery = not (self.config.rebuild_index_in_background
+                                           and self.config.message_index_enable)
             end = cl.scan(start, self._dispatch_view) if cl.segments else 0
+            if not self._index_in_recovery and end > start:
+                self._index_rebuild = (start, end)
             if cl.segments:
                 cl.write_pos = end
                 cl.truncate(end)
@@ -280,7 +336,7 @@ class MessageStore:
         props = v.properties
         tag = property_of(props, _TAGS) if "TAGS\x01" in props else None
         cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code(tag) if tag else 0)
-        if self.config.message_index_enable:
+        if self._index_in_recovery and self.config.message_index_enable:
             u = property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None
             k = property_of(props, _KEYS) if "KEYS\x01" in props else None
             if u or k:
@@ -307,6 +363,9 @@ class MessageStore:
         assert flush is not None and self._checkpoint is not None
         if self._drain_fut is not None:
             self._drain()
+        while self._index_step():  # a clean checkpoint promises the index is complete
+            pass
+        self._index_rebuilt.set()
         status = await flush.flush()
         clean = status is PutMessageStatus.PUT_OK and flush.flushed_pos >= self.commitlog.write_pos
         cqs = list(self._cqs.values())
@@ -362,6 +421,8 @@ class MessageStore:
         flush = self._flush
         assert flush is not None
         end = self.commitlog.write_pos
+        if self._index_rebuild is not None:  # records before this are not all in the index yet
+            end = min(end, self._index_rebuild[0])
         ts = self._last_store_ts
         status = await flush.flush()
         if status is not PutMessageStatus.PUT_OK:

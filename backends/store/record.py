@@ -131,6 +131,9 @@ def blank_record(size: int) -> bytes:
     return _BLANK.pack(size, BLANK_MAGIC_CODE) + bytes(size - 8)
 
 
+_tuple_new = tuple.__new__
+
+
 class RecordView(NamedTuple):
     """The fields recovery and dispatch need, read without building a MessageExt."""
 
@@ -186,7 +189,7 @@ def check_record(buf: bytes | bytearray | memoryview, pos: int = 0, check_crc: b
                 props = bytes(buf[topic_end + 2:rec_end]).decode()
             except UnicodeDecodeError as e:
                 raise RecordError(f"record at {pos}: undecodable topic/properties ({e})") from None
-            return RecordView(total, queue_id, queue_offset, phys, sys_flag, store_ts, topic, props)
+            return _tuple_new(RecordView, (total, queue_id, queue_offset, phys, sys_flag, store_ts, topic, props))
     (_, _, crc, queue_id, _flag, queue_offset, phys, sys_flag, _born_ts) = _HEAD.unpack_from(buf, pos)
     p = pos + _HEAD.size + (20 if sys_flag & SysFlag.BORNHOST_V6 else 8)
     (store_ts,) = _I64.unpack_from(buf, p)

@@ -142,7 +142,10 @@ async def _restart(args: argparse.Namespace, directory: str) -> int:
         t0 = time.perf_counter()
         await s2.start()
         el = time.perf_counter() - t0
-        print(f"{mode} restart with a {size / 1048576:.0f} MiB log ({i} messages): {el:.2f} s, "
+        await s2.wait_index_rebuilt()
+        el_index = time.perf_counter() - t0
+        print(f"{mode} restart with a {size / 1048576:.0f} MiB log ({i} messages): {el:.2f} s to start "
+              f"(log verified, consume queues rebuilt), {el_index:.2f} s until the key index is rebuilt; "
               f"scanned {s2.recovery_scanned_bytes / 1048576:.0f} MiB, max offset {s2.get_max_phy_offset()}")
         await s2.shutdown()
     return 0

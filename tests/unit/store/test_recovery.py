@@ -224,6 +224,7 @@ async def test_restart_after_unclean_stop_rebuilds_queues_and_index(make_store: 
     s2 = await make_store(root)
     assert s2.recovered_unclean and 0 < s2.recovery_scanned_bytes < s2.get_max_phy_offset()
     assert _all_bodies(s2) == [b"r%d" % i for i in range(150)]
+    await asyncio.wait_for(s2.wait_index_rebuilt(), 10)  # keys are indexed in the background
     assert [m.body for m in s2.query_message("TopicA", "key120", 5)] == [b"r120"]
     assert [m.body for m in s2.query_message("TopicA", "key5", 5)] == [b"r5"]
 
@@ -284,3 +285,28 @@ async def test_record_claiming_to_run_past_its_file_is_cut(make_store: StoreFact
     assert s2.get_max_phy_offset() == victim.commitlog_offset
     assert len(_all_bodies(s2)) == 12
     assert "invalid record" in caplog.text and "past the end" in caplog.text
+
+
+async def test_index_rebuild_finishes_before_a_clean_checkpoint(make_store: StoreFactory) -> None:
+    s = await make_store(flush_disk_type="SYNC_FLUSH", **CRASHY)
+    for i in range(60):
+        assert (await s.put_messages([msg(body=b"i%d" % i, KEYS=f"key{i}")])).ok
+    root = s.root
+    s.simulate_power_loss()
+    s2 = await make_store(root)
+    assert s2._index_rebuild is not None  # start did not wait for the index
+    await s2.shutdown()  # before the background rebuild ran: shutdown completes it
+    s3 = await make_store(root)
+    assert not s3.recovered_unclean
+    assert [m.body for m in s3.query_message("TopicA", "key42", 5)] == [b"i42"]
+
+
+async def test_index_rebuilt_in_recovery_when_not_in_background(make_store: StoreFactory) -> None:
+    s = await make_store(flush_disk_type="SYNC_FLUSH", **CRASHY)
+    for i in range(30):
+        assert (await s.put_messages([msg(body=b"j%d" % i, KEYS=f"key{i}")])).ok
+    root = s.root
+    s.simulate_power_loss()
+    s2 = await make_store(root, rebuild_index_in_background=False)
+    assert s2._index_rebuild is None
+    assert [m.body for m in s2.query_message("TopicA", "key7", 5)] == [b"j7"]
