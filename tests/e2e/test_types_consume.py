@@ -22,14 +22,16 @@ EARLIEST = ("--attributes", "+consumeFromWhere=EARLIEST")
 def st(request, tmp_path_factory):
     with types_stack(request.param, tmp_path_factory.mktemp(f"consume-{request.param}"),
                      broker={"enablePropertyFilter": "true"},
-                     proxy={"minInvisibleTimeMillsForRecv": 1000}) as s:
+                     # auto renew (PushConsumer) with a 3 s invisible time renewed 1.5 s ahead
+                     proxy={"minInvisibleTimeMillsForRecv": 1000, "defaultInvisibleTimeMills": 3000,
+                            "renewAheadTimeMillis": 1500}) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def drv(st: TypesStack) -> SdkDriver:
     d = st.driver()
-    for t in ("TypesRetry", "TypesPushDlq", "TypesPush", "TypesPull"):
+    for t in ("TypesRetry", "TypesPushDlq", "TypesPush", "TypesPull", "TypesSlow"):
         st.create_topic(t)
     # one broker, so that one empty receive proves nothing else matches (a receive polls one broker)
     st.create_topic("TypesFilter", broker="broker-a")
@@ -219,3 +221,45 @@ def test_pull_and_offsets_with_stubs(st: TypesStack, drv: SdkDriver) -> None:
         assert sorted(pulled) == sorted(sent)
     finally:
         s.close()
+
+
+def test_push_consumer_auto_renew_for_long_processing(st: TypesStack, drv: SdkDriver) -> None:
+    """The listener takes 7 s, the proxy's invisible time is 3 s: the proxy renews the receipt handle
+    (auto_renew) so the message is not redelivered meanwhile, and the final ack succeeds."""
+    st.create_group("GSlow", *EARLIEST)
+    drv.ok("producer", name="pslow", topics=["TypesSlow"])
+    drv.ok("push", name="slow", group="GSlow", subs={"TypesSlow": ["*", "TAG"]}, slow={"slow": 7})
+    sent = drv.ok("send", producer="pslow", topic="TypesSlow", body="slow")
+    poll_until(lambda: drv.ok("seen", name="slow")["seen"], timeout=30, what="the slow message processed")
+    # after processing and its ack: one more message proves the consumer moved on without a redelivery
+    after = drv.ok("send", producer="pslow", topic="TypesSlow", body="after")
+    poll_until(lambda: any(m["body"] == "after" for m in drv.ok("seen", name="slow")["seen"]), timeout=30,
+               what="the next message")
+    seen = drv.ok("seen", name="slow")["seen"]
+    drv.ok("close", name="slow")
+    assert [(m["id"], m["attempt"]) for m in seen] == [(sent["id"], 1), (after["id"], 1)], seen
+    assert seen[0]["done_ms"] - seen[0]["recv_ms"] >= 6900
+
+
+def test_query_assignment_fifo_per_queue(st: TypesStack) -> None:
+    """QueryAssignment: an orderly group gets one assignment per readable queue (FIFO push consumers),
+    a normal group one per broker (queue id -1)."""
+    st.create_group("GAssignFifo", "-o", "true")
+    st.create_group("GAssignNormal")
+    s = Stubs(st.endpoint)
+    try:
+        host, port = st.endpoint.rsplit(":", 1)
+        out = {}
+        for g in ("GAssignFifo", "GAssignNormal"):
+            rq = spb.QueryAssignmentRequest()
+            rq.topic.name = "TypesPull"
+            rq.group.name = g
+            rq.endpoints.addresses.add(host=host, port=int(port))
+            r = s.call("QueryAssignment", rq)
+            assert r.status.code == pb.Code.OK, r.status
+            out[g] = sorted((a.message_queue.broker.name, a.message_queue.id) for a in r.assignments)
+    finally:
+        s.close()
+    brokers = ["broker-a"] if st.mode == "local" else ["broker-a", "broker-b"]
+    assert out["GAssignFifo"] == [(b, q) for b in brokers for q in range(4)]
+    assert out["GAssignNormal"] == [(b, -1) for b in brokers]

@@ -17,7 +17,8 @@ Commands (field "op"):
   receive    consumer, [max, invisible_s]    -> messages (msg_dict + "recv_ms")
   ack        consumer, id
   invisible  consumer, id, seconds
-  push       name, group, subs, [fail]   fail: {"<body>": times the listener answers FAILURE}
+  push       name, group, subs, [fail, slow]   fail: {"<body>": times the listener answers FAILURE},
+             slow: {"<body>": seconds the listener takes}
   seen       name                        -> messages the push listener saw (with "recv_ms")
   close      name
 """
@@ -73,14 +74,18 @@ class Checker(TransactionChecker):
 
 
 class Listener(MessageListener):
-    def __init__(self, fail: dict) -> None:
+    def __init__(self, fail: dict, slow: dict) -> None:
         self.fail = dict(fail)
+        self.slow = dict(slow)
         self.lock = threading.Lock()
         self.seen: list = []
 
     def consume(self, message) -> ConsumeResult:
         d = msg_dict(message)
         d["recv_ms"] = now_ms()
+        if d["body"] in self.slow:  # simulated long processing
+            time.sleep(self.slow[d["body"]])
+            d["done_ms"] = now_ms()
         with self.lock:
             self.seen.append(d)
             left = self.fail.get(d["body"], 0)
@@ -170,7 +175,7 @@ def handle(cfg: ClientConfiguration, c: dict) -> dict:
         sc.change_invisible_duration(m, c["seconds"])
         return {}
     if op == "push":
-        lst = Listener(c.get("fail") or {})
+        lst = Listener(c.get("fail") or {}, c.get("slow") or {})
         pc = PushConsumer(cfg, c["group"], lst, subs_of(c["subs"]))
         pc.startup()
         clients[c["name"]] = pc
