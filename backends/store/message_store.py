@@ -731,7 +731,12 @@ class MessageStore:
     ) -> GetMessageResult:
         """Up to ``max_msg_nums`` records from ``offset``. ``message_filter(tags_code, record)`` is
         called first with ``record=None`` (consume-queue check on the tag hash) and, when that passes
-        and the filter needs properties, with the record bytes."""
+        and the filter needs properties, with the record bytes (a filter callable with an attribute
+        ``needs_properties = False`` is not called the second time).
+
+        At most ``max_transfer_count_on_message_in_memory`` records and
+        ``max_transfer_bytes_on_message_in_memory`` bytes (but at least one record) per call, as
+        RocketMQ; ``next_begin_offset`` tells where to continue."""
         cq = self._cqs.get((topic, queue_id))
         if cq is None:
             return GetMessageResult(GetMessageStatus.NO_MATCHED_LOGIC_QUEUE, 0, 0, 0)
@@ -750,6 +755,8 @@ class MessageStore:
         max_count = max(1, min(max_msg_nums, self.config.max_transfer_count_on_message_in_memory))
         max_bytes = self.config.max_transfer_bytes_on_message_in_memory
         scan_limit = self.config.max_filter_message_count
+        # a filter callable may say it does not need the record (tag filters): one call per entry
+        needs_record = message_filter is not None and getattr(message_filter, "needs_properties", True)
         records: list[bytes] = []
         qoffs: list[int] = []
         total = 0
@@ -781,7 +788,7 @@ class MessageStore:
                               seg.path if seg else "-", phy - seg.start if seg else -1, phy, size)
                     status = GetMessageStatus.OFFSET_FOUND_NULL
                     continue
-                if message_filter is not None and not message_filter(tags, rec):
+                if needs_record and not message_filter(tags, rec):  # type: ignore[misc]
                     continue
                 records.append(rec)
                 qoffs.append(cur + i)

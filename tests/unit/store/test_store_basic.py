@@ -69,6 +69,10 @@ async def test_get_messages_statuses_and_filter(make_store: StoreFactory) -> Non
     assert g.next_begin_offset == 10 and True in calls and False in calls
     g = s.get_messages("TopicA", 0, 0, 2)
     assert g.queue_offsets == [0, 1] and g.next_begin_offset == 2
+    calls.clear()
+    only_a.needs_properties = False  # type: ignore[attr-defined]
+    g = s.get_messages("TopicA", 0, 0, 32, only_a)
+    assert g.queue_offsets == [1, 3, 5, 7, 9] and calls == [True] * 10
     g = s.get_messages("TopicA", 0, 0, 32, lambda c, r: False)
     assert g.status is GetMessageStatus.NO_MATCHED_MESSAGE and g.next_begin_offset == 10
 
