@@ -37,12 +37,13 @@ def drv(st: TypesStack) -> SdkDriver:
     # on one broker: a SimpleConsumer long-polls one broker per receive (5 s each), so with two brokers a
     # due message could wait for the consumer's turn; the timing asserted here is the server's
     st.create_topic("TypesDelay", "DELAY", broker="broker-a")
+    st.create_topic("TypesDelayBurst", "DELAY", broker="broker-a")
     st.create_topic("TypesTx", "TRANSACTION", broker="broker-a")  # one empty receive covers it
     st.create_topic("TypesFifoR", "FIFO")
     st.create_group("GDelay", *EARLIEST)
     st.create_group("GTx", *EARLIEST)
     st.create_group("GFifoR", "-o", "true", *EARLIEST)
-    d.ok("producer", name="p", topics=["TypesDelay", "TypesTx", "TypesFifoR"],
+    d.ok("producer", name="p", topics=["TypesDelay", "TypesDelayBurst", "TypesTx", "TypesFifoR"],
          checker={"tx-orphan-commit": "COMMIT", "tx-orphan-rollback": "ROLLBACK", "tx-restart": "UNKNOWN"})
     d.ok("simple", name="cd", group="GDelay", subs={"TypesDelay": ["*", "TAG"]})
     d.ok("simple", name="ct", group="GTx", subs={"TypesTx": ["*", "TAG"]})
@@ -71,6 +72,25 @@ def test_delay_on_time_and_recall(st: TypesStack, drv: SdkDriver) -> None:
         assert m["recv_ms"] - sent["due"] <= LATE_MS, f"{m['body']} {m['recv_ms'] - sent['due']} ms late"
     # d-recalled was due before d-c: had the recall failed it would have come by now
     assert drv.ok("receive", consumer="cd", max=16, invisible_s=15)["messages"] == []
+
+
+def test_delay_burst_on_time(st: TypesStack, drv: SdkDriver) -> None:
+    """300 messages due in three whole seconds (100 per second): none early, each within ~1 s."""
+    st.create_group("GDelayBurst", *EARLIEST)
+    drv.ok("simple", name="cb", group="GDelayBurst", subs={"TypesDelayBurst": ["*", "TAG"]})
+    base = (now_ms() // 1000 + 4) * 1000
+    bodies = [f"burst-{i}" for i in range(300)]
+    dues = [base + 1000 * (i % 3) for i in range(300)]
+    sent = drv.ok("send_many", producer="p", topic="TypesDelayBurst", bodies=bodies, delivery_ms=dues)
+    assert now_ms() < base, "sending took too long for the first due second"
+    due_of = dict(zip(sent["ids"], dues, strict=True))
+    got = drv.receive_until("cb", 300, timeout=40, ack=False, invisible_s=60, max_num=32)
+    drv.ok("close", name="cb")
+    assert sorted(m["id"] for m in got) == sorted(sent["ids"])
+    early = [(m["body"], due_of[m["id"]] - m["recv_ms"]) for m in got if m["recv_ms"] < due_of[m["id"]]]
+    assert not early, early[:5]
+    late = sorted(m["recv_ms"] - due_of[m["id"]] for m in got)
+    assert late[-1] <= LATE_MS, f"lateness ms: median {late[len(late) // 2]}, max {late[-1]}"
 
 
 def test_delay_too_far_is_illegal_delivery_time(drv: SdkDriver) -> None:

@@ -10,6 +10,7 @@ Commands (field "op"):
   producer   name, topics, [checker]   checker: {"<message body>": "COMMIT"|"ROLLBACK"|"UNKNOWN"}
   send       producer, topic, body, [tag, keys, props, group, delivery_ms, tx ("commit"|"rollback"|"none")]
              (the SDK carries delivery timestamps in whole seconds: delivery_ms is rounded down)
+  send_many  producer, topic, bodies, delivery_ms   (delayed messages, one SDK send each)
   recall     producer, topic, handle
   answers    producer, answers         change the checker's answers
   checked    producer                  -> bodies the TransactionChecker was asked about
@@ -138,6 +139,16 @@ def handle(cfg: ClientConfiguration, c: dict) -> dict:
             r = p.send(m)
         return {"id": r.message_id, "recall_handle": getattr(r, "recall_handle", None), "sent_ms": now_ms(),
                 "queue": getattr(r.message_queue, "id", None) if r.message_queue is not None else None}
+    if op == "send_many":  # delayed messages in a burst: one command, one SDK send each
+        p = clients[c["producer"]]
+        out = []
+        for body, due in zip(c["bodies"], c["delivery_ms"], strict=True):
+            m = Message()
+            m.topic = c["topic"]
+            m.body = body.encode()
+            m.delivery_timestamp = int(due) // 1000
+            out.append(p.send(m).message_id)
+        return {"ids": out}
     if op == "recall":
         return {"id": clients[c["producer"]].recall_message(c["topic"], c["handle"])}
     if op == "answers":
