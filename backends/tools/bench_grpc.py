@@ -128,6 +128,7 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
     req.filter_expression.expression = "*"
     req.invisible_duration.seconds = 30
     req.long_polling_timeout.seconds = 5
+    since_ms = time.time() * 1000
     while time.monotonic() < stop:
         ack = spb.AckMessageRequest()
         ack.group.name = a.group
@@ -142,7 +143,8 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
                     n += 1
                     if e2e and counting[0]:
                         born = sp.born_timestamp.seconds * 1000 + sp.born_timestamp.nanos / 1e6
-                        stats.lat_ms.append(now - born)
+                        if born >= since_ms:  # messages of this run only, not an old backlog
+                            stats.lat_ms.append(now - born)
             if n:
                 r2 = await stub.AckMessage(ack, metadata=md, timeout=10)
                 if r2.status.code != C.OK:
