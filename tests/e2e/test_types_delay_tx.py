@@ -4,6 +4,7 @@ messages. The restart tests come last in the module (they share its stack)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -115,6 +116,29 @@ def test_transactions_commit_rollback_and_check_back(st: TypesStack, drv: SdkDri
     assert "tx-commit" not in checked and "tx-rollback" not in checked
     # the rolled back ones never show up
     assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []
+
+
+def test_transaction_check_max_then_discarded(st: TypesStack, drv: SdkDriver) -> None:
+    """A half message nobody resolves is checked transactionCheckMax times, then moved to
+    TRANS_CHECK_MAX_TIME_TOPIC: never delivered, never checked again."""
+    st.admin("updateBrokerConfig", "-c", "DefaultCluster", "-k", "transactionCheckMax", "-v", "2")
+    try:
+        drv.ok("answers", producer="p", answers={"tx-forever": "UNKNOWN"})
+        drv.ok("send", producer="p", topic="TypesTx", body="tx-forever", tx="none")
+
+        def parked() -> int:
+            out = st.admin("topicStatus", "-t", "TRANS_CHECK_MAX_TIME_TOPIC")
+            return sum(int(m.group(1)) for m in re.finditer(r"^\S+\s+\d+\s+\d+\s+(\d+)", out, re.M))
+
+        poll_until(lambda: parked() >= 1, timeout=30, interval=0.5, what="discarded to TRANS_CHECK_MAX_TIME_TOPIC")
+        checks = drv.ok("checked", producer="p")["checked"].count("tx-forever")
+        assert 1 <= checks <= 3, checks
+        # two more long polls (> 2 check intervals): not delivered, not checked again
+        for _ in range(2):
+            assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []
+        assert drv.ok("checked", producer="p")["checked"].count("tx-forever") == checks
+    finally:
+        st.admin("updateBrokerConfig", "-c", "DefaultCluster", "-k", "transactionCheckMax", "-v", "100")
 
 
 # --- restarts (kill -9 of every broker; in Local mode that is the proxy's process too) -------------------
