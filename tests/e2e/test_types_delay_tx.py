@@ -4,12 +4,16 @@ messages. The restart tests come last in the module (they share its stack)."""
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import time
 
 import pytest
 
-from tests.e2e.test_types_support import MODES, SdkDriver, TypesStack, needs_sdk, types_stack
+from protos.apache.rocketmq.v2 import definition_pb2 as pb
+from protos.apache.rocketmq.v2 import service_pb2 as spb
+from tests.e2e.test_types_support import MODES, SdkDriver, Stubs, TypesStack, needs_sdk, types_stack
 from tests.harness import poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sdk]
@@ -40,6 +44,7 @@ def drv(st: TypesStack) -> SdkDriver:
     st.create_topic("TypesDelay", "DELAY", broker="broker-a")
     st.create_topic("TypesDelayBurst", "DELAY", broker="broker-a")
     st.create_topic("TypesTx", "TRANSACTION", broker="broker-a")  # one empty receive covers it
+    st.create_topic("TypesTxImmune", "TRANSACTION", broker="broker-a")
     st.create_topic("TypesFifoR", "FIFO")
     st.create_group("GDelay", *EARLIEST)
     st.create_group("GTx", *EARLIEST)
@@ -139,6 +144,57 @@ def test_transaction_check_max_then_discarded(st: TypesStack, drv: SdkDriver) ->
         assert drv.ok("checked", producer="p")["checked"].count("tx-forever") == checks
     finally:
         st.admin("updateBrokerConfig", "-c", "DefaultCluster", "-k", "transactionCheckMax", "-v", "100")
+
+
+def test_orphan_recovery_duration_is_respected(st: TypesStack, drv: SdkDriver) -> None:
+    """orphaned_transaction_recovery_duration (CHECK_IMMUNITY_TIME_IN_SECONDS) 4 s: no check-back before
+    it, although transactionTimeOut is 1 s here. Our stubs play the producer (the SDK cannot set it):
+    Telemetry settings, SendMessage, then EndTransaction COMMIT as SERVER_CHECK answers the check."""
+    st.create_group("GTxImmune", *EARLIEST)
+    drv.ok("simple", name="cti", group="GTxImmune", subs={"TypesTxImmune": ["*", "TAG"]})
+    stubs = Stubs(st.endpoint, client_id="types-e2e-tx-immune")
+    outgoing: queue.Queue[spb.TelemetryCommand | None] = queue.Queue()
+    incoming: queue.Queue[spb.TelemetryCommand] = queue.Queue()
+
+    def requests():  # type: ignore[no-untyped-def]
+        while (item := outgoing.get()) is not None:
+            yield item
+
+    call = stubs.stub.Telemetry(requests(), metadata=stubs.md, timeout=120)
+
+    def read() -> None:
+        try:
+            for cmd in call:
+                incoming.put(cmd)
+        except Exception:  # noqa: BLE001 - the stream ends with the test
+            pass
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        settings = pb.Settings(client_type=pb.ClientType.PRODUCER)
+        settings.publishing.topics.add(name="TypesTxImmune")
+        outgoing.put(spb.TelemetryCommand(settings=settings))
+        assert incoming.get(timeout=10).status.code == pb.Code.OK
+        sent_ms = now_ms()
+        res = stubs.send("TypesTxImmune", "tx-immune", pb.MessageType.TRANSACTION, recovery_s=4)
+        assert res.status.code == pb.Code.OK, res
+        entry = res.entries[0]
+        cmd = incoming.get(timeout=30)
+        checked_ms = now_ms()
+        rec = cmd.recover_orphaned_transaction_command
+        assert rec.transaction_id == entry.transaction_id, cmd
+        assert checked_ms - sent_ms >= 4000, f"checked after {checked_ms - sent_ms} ms"
+        end = spb.EndTransactionRequest(message_id=entry.message_id, transaction_id=entry.transaction_id,
+                                        resolution=pb.TransactionResolution.COMMIT,
+                                        source=pb.TransactionSource.SOURCE_SERVER_CHECK)
+        end.topic.name = "TypesTxImmune"
+        assert stubs.call("EndTransaction", end).status.code == pb.Code.OK
+    finally:
+        outgoing.put(None)
+        stubs.close()
+    got = drv.receive_until("cti", 1, timeout=30)
+    assert [(m["body"], m["id"]) for m in got] == [("tx-immune", entry.message_id)]
+    drv.ok("close", name="cti")
 
 
 # --- restarts (kill -9 of every broker; in Local mode that is the proxy's process too) -------------------

@@ -248,7 +248,8 @@ class Stubs:
         return fn(request, metadata=self.md, timeout=timeout)
 
     def send(self, topic: str, body: str, message_type: int, **sysprops: Any) -> Any:
-        """SendMessage of one message; returns the single entry's status (code, message)."""
+        """SendMessage of one message (system properties by name; delivery_ms, recovery_s); returns the
+        SendMessageResponse."""
         import uuid
 
         from protos.apache.rocketmq.v2 import definition_pb2 as pb
@@ -264,6 +265,8 @@ class Stubs:
         for k, v in sysprops.items():
             if k == "delivery_ms":
                 m.system_properties.delivery_timestamp.FromMilliseconds(int(v))
+            elif k == "recovery_s":
+                m.system_properties.orphaned_transaction_recovery_duration.seconds = int(v)
             else:
                 setattr(m.system_properties, k, v)
         r = self.call("SendMessage", spb.SendMessageRequest(messages=[m]))
