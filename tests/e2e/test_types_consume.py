@@ -94,6 +94,7 @@ def test_tag_filter_and_sql92(st: TypesStack, drv: SdkDriver) -> None:
         ("a", {"color": "red", "size": "5"}), ("b", {"color": "blue", "size": "1"}),
         ("c", {"color": "red", "size": "10"}), ("a", {"region": "eu", "size": "2"}),
         ("d", {"color": "green", "size": "7", "region": "us"}), (None, {"color": "red", "size": "4"}),
+        ("e", {"flag": "true", "size": "1.5"}), ("e", {"flag": "false", "size": "100"}),
     ]
     for i, (tag, props) in enumerate(rows):
         drv.ok("send", producer="p", topic="TypesFilter", body=f"f{i}", tag=tag, props=props)
@@ -103,13 +104,17 @@ def test_tag_filter_and_sql92(st: TypesStack, drv: SdkDriver) -> None:
            "OR (color IS NOT NULL AND NOT (color <> 'green') AND size > 6)")
     drv.ok("simple", name="cs", group="GSql", subs={"TypesFilter": [sql, "SQL92"]})
     selected = drv.receive_until("cs", 4, timeout=30)
-    # nothing else is left for either group
-    assert drv.ok("receive", consumer="ct", max=16, invisible_s=15)["messages"] == []
-    assert drv.ok("receive", consumer="cs", max=16, invisible_s=15)["messages"] == []
+    st.create_group("GSql2", *EARLIEST)
+    sql2 = "(region IS NULL AND color IS NULL AND size < 2.5 AND TRUE) OR (size > 50 AND NOT FALSE AND flag = 'false')"
+    drv.ok("simple", name="cs2", group="GSql2", subs={"TypesFilter": [sql2, "SQL92"]})
+    selected2 = drv.receive_until("cs2", 2, timeout=30)
+    # nothing else is left for any group
+    for c in ("ct", "cs", "cs2"):
+        assert drv.ok("receive", consumer=c, max=16, invisible_s=15)["messages"] == [], c
+        drv.ok("close", name=c)
     assert _bodies(tagged) == ["f0", "f1", "f3"]
     assert _bodies(selected) == ["f0", "f3", "f4", "f5"]
-    drv.ok("close", name="ct")
-    drv.ok("close", name="cs")
+    assert _bodies(selected2) == ["f6", "f7"]
 
 
 def test_bad_filter_expression(drv: SdkDriver) -> None:

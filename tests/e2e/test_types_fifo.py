@@ -156,3 +156,30 @@ def test_type_mismatch_and_mixed(st: TypesStack, drv: SdkDriver) -> None:
     for kw in ({}, {"group": "g"}, {"delivery_ms": due}, {"tx": "commit"}):
         r = drv.call("send", producer="p", topic="TypesMixed", body=f"mixed-{sorted(kw)}", **kw)
         assert "error" not in r, (kw, r)
+
+
+def test_fifo_message_past_max_attempts_goes_to_dlq_and_unblocks_its_group(st: TypesStack, drv: SdkDriver) -> None:
+    st.create_group("GFifoDlq", "-o", "true", "-r", "1", *EARLIEST)  # two deliveries
+    drv.ok("send", producer="p", topic="TypesFifo", body="fd-0", group="fd")
+    drv.ok("send", producer="p", topic="TypesFifo", body="fd-1", group="fd")
+    drv.ok("simple", name="cfd", group="GFifoDlq", subs={"TypesFifo": ["*", "TAG"]})
+    seen: list[tuple[str, int]] = []
+
+    def step() -> bool:
+        for m in drv.ok("receive", consumer="cfd", max=1, invisible_s=1)["messages"]:
+            if not m["body"].startswith("fd-"):
+                drv.ok("ack", consumer="cfd", id=m["id"])  # other tests' messages on this topic
+                continue
+            seen.append((m["body"], m["attempt"]))
+            if m["body"] == "fd-1":
+                drv.ok("ack", consumer="cfd", id=m["id"])
+                return True
+        return False
+
+    poll_until(step, timeout=60, interval=0.0, what="fd-1 after fd-0 gave up")
+    drv.ok("close", name="cfd")
+    assert seen == [("fd-0", 1), ("fd-0", 2), ("fd-1", 1)], seen
+    drv.ok("simple", name="cfdd", group="GFifoDlqReader", subs={"%DLQ%GFifoDlq": ["*", "TAG"]})
+    dead = drv.receive_until("cfdd", 1, timeout=30, tolerate="route")
+    drv.ok("close", name="cfdd")
+    assert [m["body"] for m in dead] == ["fd-0"]
