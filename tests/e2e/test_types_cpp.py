@@ -39,7 +39,10 @@ def test_cpp_delay_levels_and_retry_to_dlq(tmp_path: Path) -> None:
         assert lines, f"no result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr[-3000:]}\n{st.logs()}"
         r = json.loads(lines[-1])
         sent, got = r["sent"], r["received"]
-        assert set(got) == {"plain", "lvl1", "lvl2"}, r
+        assert set(got) == {"plain", "lvl1", "lvl2", "timed"}, r
+        # TIMER_DELIVER_MS from a 4.x client: on time; beyond timerMaxDelaySec refused, 2 days accepted
+        assert r["timed_due"] <= got["timed"] <= r["timed_due"] + LATE_MS, r
+        assert r["far_error"] and r["two_days_error"] is None, r
         assert got["plain"] - sent["plain"][1] < 1000, r
         for body, delay in (("lvl1", 1000), ("lvl2", 2000)):
             before, after = sent[body]

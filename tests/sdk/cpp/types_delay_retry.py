@@ -57,12 +57,14 @@ def main() -> int:
     producer.set_namesrv_addr(ns)
     producer.start()
 
-    def send(topic: str, body: str, level: int = 0) -> list[int]:
+    def send(topic: str, body: str, level: int = 0, deliver_ms: int = 0) -> list[int]:
         """[ms before the send, ms after its answer]: the broker stored the message in between."""
         m = Message(topic)
         m.set_body(body)
         if level:
             m.set_delay_time_level(level)
+        if deliver_ms:
+            m.set_property("TIMER_DELIVER_MS", str(deliver_ms))  # a 5.x timed message from a 4.x client
         before = now_ms()
         producer.send_sync(m)
         return [before, now_ms()]
@@ -82,10 +84,23 @@ def main() -> int:
     out["sent"]["lvl1"] = send(delay_topic, "lvl1", 1)
     out["sent"]["lvl2"] = send(delay_topic, "lvl2", 2)
     out["sent"]["dead"] = send(dlq_topic, "dead")
+    out["timed_due"] = now_ms() + 1500
+    out["sent"]["timed"] = send(delay_topic, "timed", deliver_ms=out["timed_due"])
+    day = 24 * 3600 * 1000
+    try:  # beyond the broker's timerMaxDelaySec (3 days)
+        send(delay_topic, "timed-4d", deliver_ms=now_ms() + 4 * day)
+        out["far_error"] = None
+    except Exception as e:  # noqa: BLE001
+        out["far_error"] = str(e)
+    try:  # within it (the proxy's 1 day limit does not apply to remoting clients)
+        send(delay_topic, "timed-2d", deliver_ms=now_ms() + 2 * day)
+        out["two_days_error"] = None
+    except Exception as e:  # noqa: BLE001
+        out["two_days_error"] = str(e)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with lock:
-            if {"plain", "lvl1", "lvl2"} <= set(got) and len(dead) >= 2:
+            if {"plain", "lvl1", "lvl2", "timed"} <= set(got) and len(dead) >= 2:
                 break
         time.sleep(0.1)
     for c in consumers:
