@@ -17,8 +17,18 @@ from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message
 
 
 def main() -> None:
-    endpoint, topic, group = sys.argv[1:4]
     out: dict = {"sent": [], "received": [], "errors": []}
+    try:
+        run(out)
+    except Exception as e:  # noqa: BLE001  (reported, not raised: the test shows it)
+        import traceback
+
+        out["errors"].append(f"fatal: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+    emit(out)
+
+
+def run(out: dict) -> None:
+    endpoint, topic, group = sys.argv[1:4]
     cfg = ClientConfiguration(endpoint, Credentials(), request_timeout=5)
     consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("TagA")}, await_duration=5)
     consumer.startup()
@@ -108,7 +118,6 @@ def main() -> None:
         out["after_ack_error"] = str(e)
     producer.shutdown()
     consumer.shutdown()
-    emit(out)
 
 
 if __name__ == "__main__":
