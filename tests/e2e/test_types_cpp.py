@@ -1,6 +1,7 @@
 """Issue 5 with the 4.x C++ client (rocketmq==0.4.4) over remoting against mqnamesrv + mqbroker:
-DELAY levels (messageDelayLevel) are never early and on time, and a message that always fails goes
-through %RETRY% (CONSUMER_SEND_MSG_BACK) until the group's retryMaxTimes, then to %DLQ%<group>."""
+DELAY levels (messageDelayLevel) and TIMER_DELIVER_MS are never early and on time, a message that always
+fails goes through %RETRY% (CONSUMER_SEND_MSG_BACK) until the group's retryMaxTimes, then to
+%DLQ%<group>, and a PullConsumer with a tag expression gets exactly the matching messages."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ LATE_MS = 1500
 
 def test_cpp_delay_levels_and_retry_to_dlq(tmp_path: Path) -> None:
     with types_stack("cluster", tmp_path, broker={"messageDelayLevel": LEVELS}) as st:
-        for t in ("CppDelay", "CppDead"):
+        for t in ("CppDelay", "CppDead", "CppPull"):
             st.create_topic(t, broker="broker-a")
         st.create_group("CppDelayG")
         st.create_group("CppDeadG", "-r", "1")  # one retry, then the dead letter queue
@@ -57,3 +58,15 @@ def test_cpp_delay_levels_and_retry_to_dlq(tmp_path: Path) -> None:
 
         poll_until(lambda: dlq_count() >= 1, timeout=30, interval=0.5, what="%DLQ%CppDeadG holds the message")
         assert dlq_count() == 1
+
+        # PullConsumer with a tag expression: only A, every one, in queue offset order
+        cp = subprocess.run(
+            [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "types_pull.py"), st.namesrv, "CppPull",
+             "CppPullG", "20"],
+            capture_output=True, text=True, timeout=120, cwd=str(tmp_path), env={"HOME": str(tmp_path)},
+        )
+        lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
+        assert lines, f"no pull result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr[-3000:]}"
+        p = json.loads(lines[-1])
+        assert sorted(b for b, _, _ in p["pulled"]) == sorted(p["sent_a"]), p
+        assert {t for _, t, _ in p["pulled"]} == {"A"}
