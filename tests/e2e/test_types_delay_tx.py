@@ -204,6 +204,7 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     # a pending timer, an unresolved half message, a committed and a rolled back transaction, an
     # in-flight FIFO message
     delayed = _send_delayed(drv, "d-restart", 9000)
+    overdue = _send_delayed(drv, "d-overdue", 2000)  # falls due while the brokers are down
     drv.ok("send", producer="p", topic="TypesTx", body="tx-commit-r", tx="commit")
     drv.ok("send", producer="p", topic="TypesTx", body="tx-rollback-r", tx="rollback")
     half = drv.ok("send", producer="p", topic="TypesTx", body="tx-restart", tx="none")
@@ -217,7 +218,7 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     committed = drv.receive_until("ct", 1, timeout=30)
     assert [m["body"] for m in committed] == ["tx-commit-r"]
 
-    st.restart_brokers()
+    st.restart_brokers(down_until_ms=overdue["due"] + 500)
     restarted = now_ms()
     drv.ok("answers", producer="p", answers={"tx-restart": "COMMIT"})
     if st.mode == "local":
@@ -226,6 +227,9 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
         # started after the restart (the application coming back) gets the check-back instead.
         drv.ok("producer", name="p2", topics=["TypesTx"], checker={"tx-restart": "COMMIT"})
 
+    first = drv.receive_until("cd", 1, timeout=40, tolerate=RECONNECTING)
+    assert [m["body"] for m in first] == ["d-overdue"], (first, st.logs())
+    assert first[0]["recv_ms"] - restarted <= 3000, "the overdue timer did not fire at once after recovery"
     got = drv.receive_until("cd", 1, timeout=40, tolerate=RECONNECTING)
     assert [m["body"] for m in got] == ["d-restart"], (got, st.logs())
     late = got[0]["recv_ms"] - delayed["due"]

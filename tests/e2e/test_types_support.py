@@ -80,11 +80,15 @@ class TypesStack:
             raise
         return p
 
-    def restart_brokers(self) -> None:
-        """kill -9 every broker (with its in-process proxy in Local mode), then start them again."""
+    def restart_brokers(self, down_until_ms: int = 0) -> None:
+        """kill -9 every broker (with its in-process proxy in Local mode), keep them down until the wall
+        clock passes ``down_until_ms`` (if given), then start them again."""
         for name, p in self.brokers.items():
             p.kill()
             self.brokers[name] = None  # type: ignore[assignment]
+        if down_until_ms:
+            poll_until(lambda: time.time() * 1000 > down_until_ms, timeout=60, interval=0.05,
+                       what="the brokers' downtime")
         for name, spec in self.specs.items():
             self.brokers[name] = self._start_broker(spec)
 
