@@ -936,6 +936,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             return spb.QueryOffsetResponse(status=error_status(e))
 
 
+    async def SyncLiteSubscription(self, request: Any, context: Any) -> Any:
+        """Lite topics (newer than RocketMQ 5.3.3) are not supported: a clean UNSUPPORTED."""
+        return spb.SyncLiteSubscriptionResponse(status=status(C.UNSUPPORTED, "lite topics are not supported"))
+
+
 def _scheme_of(host: str) -> int:
     if ":" in host:
         return pb.AddressScheme.IPv6

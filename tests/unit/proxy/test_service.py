@@ -457,3 +457,8 @@ async def test_batch_ack_backend_hook(env):
     codes = [e.status.code for e in r.entries]
     assert codes[:2] == [C.OK, C.OK] and codes[4] == C.INVALID_RECEIPT_HANDLE
     assert r.status.code == C.MULTIPLE_RESULTS
+
+
+async def test_sync_lite_subscription_unsupported(env):
+    r = await env.stub.SyncLiteSubscription(spb.SyncLiteSubscriptionRequest(), metadata=MD)
+    assert r.status.code == C.UNSUPPORTED
