@@ -224,6 +224,24 @@ def test_pull_and_offsets_with_stubs(st: TypesStack, drv: SdkDriver) -> None:
             resp = s.call("PullMessage", pr)
             assert resp[0].status.code == pb.Code.MESSAGE_NOT_FOUND, resp
         assert sorted(pulled) == sorted(sent)
+
+        # PullMessage with SQL92 on TypesFilter (filled by test_tag_filter_and_sql92): red ones only
+        rq.topic.name = "TypesFilter"
+        fq = s.call("QueryRoute", rq).message_queues
+        red: list[str] = []
+        codes = set()
+        for mq in fq:
+            pr = spb.PullMessageRequest(message_queue=mq, offset=0, batch_size=32)
+            pr.group.name = "GPullSql"
+            pr.filter_expression.type = pb.FilterType.SQL
+            pr.filter_expression.expression = "color = 'red'"
+            resp = s.call("PullMessage", pr)
+            codes |= {x.status.code for x in resp if x.HasField("status")}
+            red += [x.message.body.decode() for x in resp if x.HasField("message")]
+            pr.filter_expression.expression = "color = = 'red' AND"
+            bad = s.call("PullMessage", pr)
+            assert bad[0].status.code == pb.Code.ILLEGAL_FILTER_EXPRESSION, bad
+        assert sorted(red) == ["f0", "f2", "f5"], (red, codes)
     finally:
         s.close()
 

@@ -78,6 +78,10 @@ def test_delay_on_time_and_recall(st: TypesStack, drv: SdkDriver) -> None:
         assert m["recv_ms"] - sent["due"] <= LATE_MS, f"{m['body']} {m['recv_ms'] - sent['due']} ms late"
     # d-recalled was due before d-c: had the recall failed it would have come by now
     assert drv.ok("receive", consumer="cd", max=16, invisible_s=15)["messages"] == []
+    # a second recall, and a recall of a delivered message, fail
+    for h in (b["recall_handle"], a["recall_handle"]):
+        r = drv.call("recall", producer="p", topic="TypesDelay", handle=h)
+        assert "error" in r, r
 
 
 def test_delay_burst_on_time(st: TypesStack, drv: SdkDriver) -> None:
