@@ -103,6 +103,13 @@ def test_delay_burst_on_time(st: TypesStack, drv: SdkDriver) -> None:
     assert late[-1] <= LATE_MS, f"lateness ms: median {late[len(late) // 2]}, max {late[-1]}"
 
 
+def test_delivery_time_in_the_past_is_delivered_at_once(drv: SdkDriver) -> None:
+    r = _send_delayed(drv, "d-past", -10_000)
+    got = drv.receive_until("cd", 1, timeout=20)
+    assert [(m["body"], m["id"]) for m in got] == [("d-past", r["id"])]
+    assert got[0]["recv_ms"] - r["sent_ms"] <= LATE_MS
+
+
 def test_delay_too_far_is_illegal_delivery_time(drv: SdkDriver) -> None:
     r = drv.call("send", producer="p", topic="TypesDelay", body="too-far",
                  delivery_ms=now_ms() + 24 * 3600 * 1000 + 120_000)
