@@ -26,7 +26,7 @@ LATE_MS = 1500
 
 
 def test_cpp_delay_levels_and_retry_to_dlq(tmp_path: Path) -> None:
-    with types_stack("cluster", tmp_path, broker={"messageDelayLevel": LEVELS}) as st:
+    with types_stack("bare", tmp_path, broker={"messageDelayLevel": LEVELS}) as st:
         for t in ("CppDelay", "CppDead", "CppPull"):
             st.create_topic(t, broker="broker-a")
         st.create_group("CppDelayG")

@@ -3,6 +3,7 @@
 ``types_stack(mode)`` starts real processes on free loopback ports:
   local   - mqnamesrv + ``mqbroker --enable-proxy`` (Local mode: the proxy inside the broker process)
   cluster - mqnamesrv + two mqbroker (broker-a, broker-b) + ``mqproxy -pm cluster``
+  bare    - mqnamesrv + one mqbroker (for 4.x remoting clients)
 with extra broker.conf keys and rmq-proxy.json keys, and can kill -9 and restart its brokers.
 ``SdkDriver`` runs tests/sdk/python/types_driver.py (official Python SDK, own venv) and talks to it one
 JSON command at a time, so a test can interleave SDK calls with restarts.
@@ -140,8 +141,8 @@ def types_stack(mode: str, home: Path, broker: dict[str, Any] | None = None,
             st.specs["broker-a"] = BrokerSpec(
                 "broker-a", [command("mqbroker"), "-n", ns, "-c", str(bc), "--enable-proxy", "-pc", str(pc)],
                 PROXY_BOOT, f"127.0.0.1:{port}")
-        else:
-            for name in ("broker-a", "broker-b"):
+        else:  # cluster: two brokers and mqproxy; bare: one broker, no proxy (4.x clients)
+            for name in ("broker-a", "broker-b") if mode == "cluster" else ("broker-a",):
                 port = free_port()
                 bc = _write_broker_conf(home / f"{name}.conf", name, port, home / f"store-{name}", broker or {})
                 st.specs[name] = BrokerSpec(name, [command("mqbroker"), "-n", ns, "-c", str(bc)], BROKER_BOOT,
