@@ -68,27 +68,27 @@ def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH", **proxy_conf: objec
         if mode == "embedded":
             bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
             st.procs.append(es.enter_context(server([command("mqproxy"), "-pc", str(pc), "-bc", str(bc)],
-                                                    home, PROXY_BOOT)))
+                                                    home, PROXY_BOOT, timeout=60)))
         else:
             st.procs.append(es.enter_context(
-                server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT)))
+                server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT, timeout=60)))
             if mode == "broker-proxy":  # mqbroker --enable-proxy: Local mode inside the broker process
                 bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
                 st.procs.append(es.enter_context(server(
                     [command("mqbroker"), "-n", ns, "-c", str(bc), "--enable-proxy", "-pc", str(pc)],
-                    home, PROXY_BOOT)))
+                    home, PROXY_BOOT, timeout=60)))
             elif mode == "local":
                 bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
                 st.procs.append(es.enter_context(server(
                     [command("mqproxy"), "-pm", "local", "-n", ns, "-pc", str(pc), "-bc", str(bc)],
-                    home, PROXY_BOOT)))
+                    home, PROXY_BOOT, timeout=60)))
             else:
                 for name in ("broker-a", "broker-b"):
                     bc = _broker_conf(home / f"{name}.conf", name, free_port(), home / f"store-{name}", flush)
                     st.procs.append(es.enter_context(server(
-                        [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT)))
+                        [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT, timeout=60)))
                 st.procs.append(es.enter_context(server(
-                    [command("mqproxy"), "-pm", "cluster", "-n", ns, "-pc", str(pc)], home, PROXY_BOOT)))
+                    [command("mqproxy"), "-pm", "cluster", "-n", ns, "-pc", str(pc)], home, PROXY_BOOT, timeout=60)))
         yield st
 
 
