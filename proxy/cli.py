@@ -15,25 +15,13 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from backends.logs import setup_logging
 from proxy.config import ProxyConfig
 
 BOOT_LINE = "rocketmq-proxy startup successfully"
 log = logging.getLogger("proxy")
-
-
-def setup_logging() -> Path:
-    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / "proxy.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +116,7 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    setup_logging()
+    setup_logging("proxy.log")
     try:
         cfg = ProxyConfig.load(args.proxy_config)
     except (OSError, ValueError) as e:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from backends.broker.broker_config import BrokerConfig, ConfigError
+from backends.logs import setup_logging
 
 log = logging.getLogger("rocketmq.broker")
 
@@ -29,18 +28,6 @@ def boot_line(config: BrokerConfig, broker_addr: str) -> str:
     if config.namesrv_addr:
         line += f" and name server is {config.namesrv_addr}"
     return line
-
-
-def setup_logging() -> Path:
-    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / "broker.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return path
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -112,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     printing = args.printConfigItem or args.printImportantConfig
     if not printing:
-        setup_logging()
+        setup_logging("broker.log")
     # config warnings (unknown keys) go to the console as well as to broker.log
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)

@@ -10,27 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 
+from backends.logs import setup_logging
 from backends.namesrv.config import NamesrvConfig, parse_properties, resolve_conf_path
 from backends.namesrv.controller import NamesrvController
 
 BOOT_LINE = "The Name Server boot success. serializeType=JSON"
-
-
-def setup_logging() -> Path:
-    log_dir = Path(os.path.expanduser("~")) / "logs" / "rocketmqlogs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / "namesrv.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return path
 
 
 def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
@@ -107,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in config.items():
             print(f"{key}={value}")
         return 0
-    setup_logging()
+    setup_logging("namesrv.log")
     try:
         import uvloop
 
