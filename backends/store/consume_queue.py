@@ -145,6 +145,23 @@ class ConsumeQueue:
         if offset >= self.max_offset:
             self.max_offset = offset + 1
 
+    def put_bulk(self, offset: int, entries: bytes | bytearray) -> None:
+        """Write packed entries for queue offsets ``offset``, ``offset + 1``, ...: one slice per file."""
+        n = len(entries) // CQ_ENTRY_SIZE
+        done = 0
+        while done < n:
+            cur = offset + done
+            f = self._file_for(cur)
+            if f is None:
+                f = self._open(cur - cur % self.per_file)
+            k = min(n - done, f.start + self.per_file - cur)
+            a = (cur - f.start) * CQ_ENTRY_SIZE
+            f.mm[a:a + k * CQ_ENTRY_SIZE] = entries[done * CQ_ENTRY_SIZE:(done + k) * CQ_ENTRY_SIZE]
+            f.dirty = True
+            done += k
+        if offset + n > self.max_offset:
+            self.max_offset = offset + n
+
     def flush(self) -> None:
         """msync dirty files (called from the flush thread)."""
         for f in list(self.files):

@@ -62,6 +62,10 @@ from backends.store.record import (
 log = logging.getLogger("rocketmq.store")
 
 _I16 = struct.Struct(">h")
+_head_pack = _HEAD_V4.pack
+_cq_pack = CQ_ENTRY.pack
+_i16_pack = _I16.pack
+_crc32 = zlib.crc32
 _NOT_HOST_V6 = ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6)
 _TAGS = MessageConst.TAGS
 _KEYS = MessageConst.KEYS
@@ -162,7 +166,12 @@ class MessageStore:
         self._pend_start = 0
         self._pend_parts: list[bytes] = []
         self._pend_chunks: list[tuple[int, list[bytes]]] = []
-        self._pend_dispatch: list[tuple[tuple[str, int], int, int, int, Message, int]] = []
+        # consume-queue entries of the pending batches, packed, per queue: (first queue offset, entries)
+        self._pend_cq: dict[tuple[str, int], tuple[int, bytearray]] = {}
+        self._pend_count = 0  # messages pending
+        self._pend_index: list[tuple[str, list[str], int, int]] = []  # (topic, keys, phy, store ts)
+        self._turn_now = 0  # store timestamp of the batches encoded in this event-loop iteration
+        self._tag_codes: dict[str | None, int] = {None: 0, "": 0}
         self._next_qoff: dict[tuple[str, int], int] = {}
         self._drain_fut: asyncio.Future[PutMessageStatus] | None = None
         self._drain_error = ""
@@ -472,8 +481,9 @@ class MessageStore:
         """Append (each message has its topic and queue_id set) and return after the flush policy.
 
         The batch is encoded at once; every batch encoded in the same event-loop iteration is written
-        by one ``pwrite`` (per segment) in ``_drain``, which then dispatches consume-queue entries and
-        index keys and answers all their writers through one shared future."""
+        by one ``pwrite`` (per segment) in ``_drain``, which then dispatches the consume-queue entries
+        (packed here, one slice per queue) and index keys and answers all their writers through one
+        shared future."""
         if not self._running or self._flush is None:
             return PutMessageResult(PutMessageStatus.SERVICE_NOT_AVAILABLE, error="message store is not running")
         if self._flush.failed is not None:
@@ -484,43 +494,37 @@ class MessageStore:
                 f"disk usage above disk_max_used_space_ratio={self.config.disk_max_used_space_ratio}%"))
         if not messages:
             return PutMessageResult(PutMessageStatus.PUT_OK)
-        now = self._clock()
+        fut = self._drain_fut
+        if fut is None:  # the first batch of this event-loop iteration
+            loop = asyncio.get_running_loop()
+            fut = self._drain_fut = loop.create_future()
+            loop.call_soon(self._drain)
+            self._turn_now = self._clock()
+        now = self._turn_now
         fs = self.commitlog.file_size
-        pos = self._enc_pos
+        pos = start_pos = self._enc_pos
         seg_end = pos - pos % fs + fs
         parts = self._pend_parts
-        dispatch = self._pend_dispatch
-        mark = (pos, len(parts), len(self._pend_chunks), len(dispatch))
+        mark = (len(parts), len(self._pend_chunks), len(self._pend_index))
         next_q = self._next_qoff
-        store_ip, store_port = self._store_ip, self._store_port
+        pend_cq = self._pend_cq
+        tag_codes = self._tag_codes
+        store_ip = self._store_ip
         store_v4 = len(store_ip) == 4
-        ipc = _ip_cache
         max_size = self.config.max_message_size
         topic_bytes = self._topic_bytes
-        head_pack = _HEAD_V4.pack
-        crc32 = zlib.crc32
         results: list[AppendResult] = []
-        prefix = self._msg_id_prefix
         error: PutMessageResult | None = None
         for m in messages:
             props = m.properties
-            ps = "".join([f"{k}\x01{v}\x02" for k, v in props.items()]).encode() if props else b""
-            tb = topic_bytes.get(m.topic)
+            ps = ("\x02".join(map("\x01".join, props.items())) + "\x02").encode() if props else b""
+            topic = m.topic
+            tb = topic_bytes.get(topic)
             if tb is None:
-                raw = m.topic.encode()
-                if not raw or len(raw) > 255:
-                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
-                                             error=f"topic length {len(raw)} not in 1..255 bytes")
+                tb, err = self._topic_record_bytes(topic)
+                if err:
+                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, error=err)
                     break
-                if "/" in m.topic or "\\" in m.topic or "\x00" in m.topic or m.topic in (".", ".."):
-                    # the topic names a consume-queue directory: never let it leave the store
-                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
-                                             error=f"illegal character in topic {m.topic!r}")
-                    break
-                tb = bytes((len(raw),)) + raw
-                if len(topic_bytes) > 10000:
-                    topic_bytes.clear()
-                topic_bytes[m.topic] = tb
             if len(ps) > MAX_PROPERTIES_LENGTH:
                 error = PutMessageResult(PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
                                          error=f"properties of {len(ps)} bytes exceed {MAX_PROPERTIES_LENGTH}")
@@ -531,9 +535,9 @@ class MessageStore:
                                          error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
                 break
             born_host = m.born_host
-            born_ip = ipc.get(born_host[0]) or ip_bytes(born_host[0])
+            born_ip = _ip_cache.get(born_host[0]) or ip_bytes(born_host[0])
             v6 = len(born_ip) == 16 or not store_v4
-            size = 88 + len(body) + len(tb) + 2 + len(ps)
+            size = 90 + len(body) + len(tb) + len(ps)
             if v6:
                 size += (12 if len(born_ip) == 16 else 0) + (0 if store_v4 else 12)
             if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
@@ -546,34 +550,38 @@ class MessageStore:
                 parts = self._pend_parts = []
                 pos = self._pend_start = seg_end
                 seg_end += fs
-            key = (m.topic, m.queue_id)
+            qid = m.queue_id
+            key = (topic, qid)
             qoff = next_q.get(key)
             if qoff is None:
-                qoff = self._cq(m.topic, m.queue_id).max_offset
+                qoff = self._cq(topic, qid).max_offset
             next_q[key] = qoff + 1
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
-                parts.append(head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, m.queue_id, m.flag,
-                                       qoff, pos, m.sys_flag & _NOT_HOST_V6,
-                                       m.born_timestamp, born_ip, born_host[1], now, store_ip, store_port,
-                                       m.reconsume_times, m.prepared_transaction_offset, len(body)))
-                parts.append(body)
-                parts.append(tb)
-                parts.append(_I16.pack(len(ps)) + ps)
-            dispatch.append((key, qoff, pos, size, m, now))
-            results.append(AppendResult(pos, size, qoff, now, f"{prefix}{pos:016X}"))
+                parts += (_head_pack(size, MESSAGE_MAGIC_CODE, _crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
+                                     m.sys_flag & _NOT_HOST_V6, m.born_timestamp, born_ip, born_host[1], now,
+                                     store_ip, self._store_port, m.reconsume_times, m.prepared_transaction_offset,
+                                     len(body)),
+                          body, tb, _i16_pack(len(ps)), ps)
+            tag = props.get(_TAGS)
+            tc = tag_codes.get(tag)
+            if tc is None:
+                tc = self._tag_code(tag)
+            pend = pend_cq.get(key)
+            if pend is None:
+                pend = pend_cq[key] = (qoff, bytearray())
+            pend[1].extend(_cq_pack(pos, size, tc))
+            if (_UNIQ in props or _KEYS in props) and self.config.message_index_enable:
+                self._queue_index(topic, props, pos, now)
+            results.append(AppendResult(pos, size, qoff, now, f"{self._msg_id_prefix}{pos:016X}"))
             pos += size
         if error is not None:
-            self._rollback_encoded(mark)
+            self._rollback_encoded(start_pos, mark, messages[:len(results)])
             return error
         self._enc_pos = pos
-        fut = self._drain_fut
-        if fut is None:
-            loop = asyncio.get_running_loop()
-            fut = self._drain_fut = loop.create_future()
-            loop.call_soon(self._drain)
-        if len(self._pend_dispatch) >= self._early_drain:
+        self._pend_count += len(results)
+        if self._pend_count >= self._early_drain:
             # SYNC_FLUSH: start the fdatasync of what is pending now, so that it runs (in its thread)
             # while the event loop encodes the next writers' batches: group commit as a pipeline
             self._drain()
@@ -585,19 +593,52 @@ class MessageStore:
                                     error=f"fdatasync not done within {self.config.sync_flush_timeout} ms")
         return PutMessageResult(status, error=self._drain_error or status.name)
 
-    def _rollback_encoded(self, mark: tuple[int, int, int, int]) -> None:
+    def _topic_record_bytes(self, topic: str) -> tuple[bytes, str]:
+        """The length-prefixed topic of a record (cached), or an error text for an illegal topic."""
+        raw = topic.encode()
+        if not raw or len(raw) > 255:
+            return b"", f"topic length {len(raw)} not in 1..255 bytes"
+        if "/" in topic or "\\" in topic or "\x00" in topic or topic in (".", ".."):
+            # the topic names a consume-queue directory: never let it leave the store
+            return b"", f"illegal character in topic {topic!r}"
+        tb = bytes((len(raw),)) + raw
+        if len(self._topic_bytes) > 10000:
+            self._topic_bytes.clear()
+        self._topic_bytes[topic] = tb
+        return tb, ""
+
+    def _tag_code(self, tag: str | None) -> int:
+        tc = tags_code(tag) if tag else 0
+        if len(self._tag_codes) > 10000:
+            self._tag_codes.clear()
+            self._tag_codes[None] = 0
+        self._tag_codes[tag] = tc
+        return tc
+
+    def _queue_index(self, topic: str, props: dict[str, str], phy: int, ts: int) -> None:
+        u = props.get(_UNIQ)
+        k = props.get(_KEYS)
+        if u or k:
+            keys = k.split(" ") if k else []
+            if u:
+                keys.append(u)
+            self._pend_index.append((topic, keys, phy, ts))
+
+    def _rollback_encoded(self, pos: int, mark: tuple[int, int, int], encoded: list[Message]) -> None:
         """Forget what one rejected batch encoded (nothing of it was written yet)."""
-        pos, nparts, nchunks, ndispatch = mark
-        touched = {d[0] for d in self._pend_dispatch[ndispatch:]}
+        nparts, nchunks, nindex = mark
         if len(self._pend_chunks) > nchunks:
             self._pend_start, self._pend_parts = self._pend_chunks[nchunks]
             del self._pend_chunks[nchunks:]
         del self._pend_parts[nparts:]
-        del self._pend_dispatch[ndispatch:]
-        for key in touched:
-            self._next_qoff.pop(key, None)
-        for key, qoff, *_ in self._pend_dispatch:  # earlier pending batches keep their offsets
-            self._next_qoff[key] = max(self._next_qoff.get(key, 0), qoff + 1)
+        del self._pend_index[nindex:]
+        for m in reversed(encoded):  # each took the last entry of its queue
+            key = (m.topic, m.queue_id)
+            self._next_qoff[key] -= 1
+            first, entries = self._pend_cq[key]
+            del entries[-CQ_ENTRY_SIZE:]
+            if not entries:
+                del self._pend_cq[key]
         self._enc_pos = pos
 
     def _drain(self) -> None:
@@ -607,17 +648,18 @@ class MessageStore:
         self._drain_fut = None
         if fut is None:
             return
+        pend_cq, index_keys, count = self._pend_cq, self._pend_index, self._pend_count
+        self._pend_cq, self._pend_index, self._pend_count = {}, [], 0
         if self._closed:  # files closed (simulated power loss): nothing may be written any more
-            self._pend_chunks, self._pend_parts, self._pend_dispatch = [], [], []
+            self._pend_chunks, self._pend_parts = [], []
             self._drain_error = "message store is stopped"
             fut.set_result(PutMessageStatus.SERVICE_NOT_AVAILABLE)
             return
         cl = self.commitlog
         chunks = self._pend_chunks
         chunks.append((self._pend_start, self._pend_parts))
-        dispatch = self._pend_dispatch
         end = self._enc_pos
-        self._pend_chunks, self._pend_parts, self._pend_dispatch = [], [], []
+        self._pend_chunks, self._pend_parts = [], []
         self._pend_start = end
         written: list[tuple[int, int]] = []
         old_end = cl.write_pos
@@ -633,31 +675,21 @@ class MessageStore:
             if disk:
                 self._disk_full = True
             log.error("commitlog: write at %d failed: %s; nothing of these %d messages is kept",
-                      old_end, e, len(dispatch))
+                      old_end, e, count)
             self._drain_error = f"commitlog write failed: {e}"
             self._enc_pos = self._pend_start = old_end
-            for d in dispatch:
-                self._next_qoff.pop(d[0], None)
+            for key in pend_cq:
+                self._next_qoff.pop(key, None)
             fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
             return
         cl.write_pos = end
-        cqs = self._cqs
-        index = self.index if self.config.message_index_enable else None
-        last_ts = 0
         try:
-            for key, qoff, phy, size, m, ts in dispatch:
-                props = m.properties
-                tag = props.get(_TAGS)
-                (cqs.get(key) or self._cq(*key)).put(qoff, phy, size, tags_code(tag) if tag else 0)
-                if index is not None:
-                    u = props.get(_UNIQ)
-                    k = props.get(_KEYS)
-                    if u or k:
-                        keys = k.split(" ") if k else []
-                        if u:
-                            keys.append(u)
-                        index.put_keys(m.topic, keys, phy, ts)
-                last_ts = ts
+            for key, (first, entries) in pend_cq.items():
+                (self._cqs.get(key) or self._cq(*key)).put_bulk(first, entries)
+            if index_keys:
+                index = self.index
+                for topic, keys, phy, ts in index_keys:
+                    index.put_keys(topic, keys, phy, ts)
         except OSError as e:
             # the commitlog has the records but a consume queue or index file could not be created:
             # refuse writes from now on; the next start (abort file present) rebuilds them
@@ -668,8 +700,10 @@ class MessageStore:
                 self._flush.fail(e)
             fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
             return
-        self._last_store_ts = last_ts
-        listen = self._arrivals(dispatch) if self._listeners else None
+        if count:
+            self._last_store_ts = self._turn_now
+        listen = ({key: first + len(entries) // CQ_ENTRY_SIZE for key, (first, entries) in pend_cq.items()}
+                  if self._listeners else None)
         if not self._sync:
             fut.set_result(PutMessageStatus.PUT_OK)
             if listen:
@@ -691,13 +725,6 @@ class MessageStore:
             done(durable)
         else:
             durable.add_done_callback(done)
-
-    @staticmethod
-    def _arrivals(dispatch: list[tuple[tuple[str, int], int, int, int, Message, int]]) -> dict[tuple[str, int], int]:
-        out: dict[tuple[str, int], int] = {}
-        for key, qoff, *_ in dispatch:
-            out[key] = qoff + 1
-        return out
 
     def _notify(self, listen: dict[tuple[str, int], int]) -> None:
         for (topic, qid), nxt in listen.items():

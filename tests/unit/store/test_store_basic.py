@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 
@@ -102,6 +103,31 @@ async def test_batch_put_is_one_append(make_store: StoreFactory) -> None:
     offs = [a.commitlog_offset for a in r.results]
     assert offs == sorted(offs)
     assert s.get_max_offset_in_queue("TopicA", 0) == 50
+
+
+async def test_writers_of_one_turn_share_a_write_and_a_rejected_batch_leaves_no_trace(
+        make_store: StoreFactory) -> None:
+    # consume-queue files of 100 entries: one turn's entries for a queue cross a file boundary
+    s = await make_store(max_message_size=1000)
+    await s.put_messages([msg(body=b"p%d" % i, TAGS="pre") for i in range(95)])
+    good = [[msg(body=b"g%d-%d" % (w, i), queue_id=w % 2, TAGS=f"t{w}") for i in range(3)] for w in range(4)]
+    bad = [msg(body=b"ok", queue_id=0), msg(body=b"ok", queue_id=1), msg(body=b"x" * 2000, queue_id=0)]
+    rs = await asyncio.gather(*(s.put_messages(b) for b in good[:2]), s.put_messages(bad),
+                              *(s.put_messages(b) for b in good[2:]))
+    assert rs[2].status is PutMessageStatus.MESSAGE_ILLEGAL and not rs[2].results
+    oks = rs[:2] + rs[3:]
+    assert all(r.ok for r in oks)
+    q0 = sorted(a.queue_offset for r, b in zip(oks, good, strict=True)
+                for a, m in zip(r.results, b, strict=True) if m.queue_id == 0)
+    assert q0 == list(range(95, 101)) and s.get_max_offset_in_queue("TopicA", 0) == 101
+    assert s.get_max_offset_in_queue("TopicA", 1) == 6
+    got = s.get_messages("TopicA", 0, 94, 32)
+    bodies = [decode_record(r).body for r in got.records]
+    assert bodies[0] == b"p94" and sorted(bodies[1:]) == sorted(m.body for b in good for m in b if m.queue_id == 0)
+    for r, b in zip(oks, good, strict=True):
+        for a, m in zip(r.results, b, strict=True):
+            e = s._cqs[("TopicA", m.queue_id)].get(a.queue_offset)
+            assert e == (a.commitlog_offset, a.store_size, tags_code(m.properties["TAGS"]))
 
 
 async def test_search_offset_by_time_and_store_times(make_store: StoreFactory) -> None:
