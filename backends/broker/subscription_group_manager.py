@@ -21,6 +21,20 @@ _SYSTEM_GROUPS = (
 )
 
 
+def alter_attributes(current: dict[str, str], requested: dict[str, str]) -> dict[str, str]:
+    """A group's attributes after an update (RocketMQ's AttributeUtil.alterCurrentAttributes): keys
+    ``+k`` set k, ``-k`` remove it, plain keys set; an update that carries none keeps the current ones."""
+    out = dict(current)
+    for k, v in requested.items():
+        if k.startswith("+"):
+            out[k[1:]] = v
+        elif k.startswith("-"):
+            out.pop(k[1:], None)
+        else:
+            out[k] = v
+    return out
+
+
 class SubscriptionGroupManager:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config

@@ -226,7 +226,16 @@ async def update_sub_group(admin: AdminClient, a: argparse.Namespace) -> None:
         cfg.which_broker_when_consume_slowly = a.whichBrokerWhenConsumeSlowly
     if a.notifyConsumerIdsChanged is not None:
         cfg.notify_consumer_ids_changed_enable = a.notifyConsumerIdsChanged
-    cfg.attributes = parse_attributes(a.attributes)
+    # RocketMQ's wire form: "+k" -> v sets, "-k" removes; the broker merges them into the current ones
+    for item in (a.attributes or "").split(","):
+        item = item.strip()
+        if item.startswith("+") and "=" in item:
+            k, _, v = item.partition("=")
+            cfg.attributes[k] = v
+        elif item.startswith("-") and len(item) > 1:
+            cfg.attributes[item] = ""
+        elif item:
+            raise SystemExit(f"bad attribute {item!r}: use +key=value or -key")
     for _, addr in await _targets(admin, a):
         await admin.create_sub_group(addr, cfg)
         print(f"create subscription group to {addr} success.")
@@ -733,8 +742,9 @@ def _args_updateSubGroup(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--brokerId", type=int)
     p.add_argument("-w", "--whichBrokerWhenConsumeSlowly", type=int)
     p.add_argument("-a", "--notifyConsumerIdsChanged", type=_bool)
-    p.add_argument("--attributes", help="group attributes, e.g. +consumeFromWhere=EARLIEST "
-                   "(LATEST | EARLIEST | TIMESTAMP with +consumeTimestamp=<ms>): where a new group starts")
+    p.add_argument("--attributes", help="group attributes to set (+k=v) or remove (-k), e.g. "
+                   "+consumeFromWhere=EARLIEST (LATEST | EARLIEST | TIMESTAMP with +consumeTimestamp=<ms>): "
+                   "where a new group starts; others are kept")
 
 
 @command("deleteSubGroup", "Delete subscription group from broker")

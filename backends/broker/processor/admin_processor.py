@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from backends.api import BackendError
 from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import Header, HeaderError, guarded
+from backends.broker.subscription_group_manager import alter_attributes
 from backends.broker.topic_config_manager import parse_attributes
 from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
 from backends.remoting import json_body
@@ -112,6 +113,8 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             return request.response(ResponseCode.INVALID_PARAMETER, f"bad SubscriptionGroupConfig body: {e}")
         if not cfg.group_name:
             return request.response(ResponseCode.INVALID_PARAMETER, "groupName is blank")
+        old = sgm.get(cfg.group_name)
+        cfg.attributes = alter_attributes(old.attributes if old else {}, cfg.attributes)
         broker.update_subscription_group(cfg)
         return request.response()
 
