@@ -161,6 +161,7 @@ def test_new_group_start_position(st: TypesStack, drv: SdkDriver) -> None:
     st.create_group("GLatest")
     st.create_group("GEarliest", *EARLIEST)
     st.create_group("GStamp", "--attributes", f"+consumeFromWhere=TIMESTAMP,+consumeTimestamp={stamp}")
+    st.create_group("GStamp", "-r", "5")  # a later update without attributes keeps them
     for g in ("GLatest", "GEarliest", "GStamp"):
         drv.ok("simple", name=g, group=g, subs={topic: ["*", "TAG"]})
     assert drv.ok("receive", consumer="GLatest", max=16, invisible_s=15)["messages"] == []
