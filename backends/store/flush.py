@@ -110,10 +110,14 @@ class FlushService:
                 return
 
     # --- loop side ---------------------------------------------------------------------------
-    def wait_durable(self, end_pos: int, timeout: bool = True) -> asyncio.Future[PutMessageStatus]:
-        """A future answering when every byte before ``end_pos`` is durable (or timeout / error)."""
+    def wait_durable(self, end_pos: int, timeout: bool = True,
+                     fut: asyncio.Future[PutMessageStatus] | None = None) -> asyncio.Future[PutMessageStatus]:
+        """A future answering when every byte before ``end_pos`` is durable (or timeout / error).
+        ``fut``: answer this future (the one all writers of a drained turn await) instead of a new one,
+        so that the writers wake in the loop iteration after the fdatasync round is reported."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[PutMessageStatus] = loop.create_future()
+        if fut is None:
+            fut = loop.create_future()
         if self.failed is not None:
             fut.set_result(PutMessageStatus.IO_ERROR)
             return fut

@@ -591,6 +591,8 @@ class MessageStore:
         if status is PutMessageStatus.FLUSH_DISK_TIMEOUT:
             return PutMessageResult(status, results,
                                     error=f"fdatasync not done within {self.config.sync_flush_timeout} ms")
+        if status is PutMessageStatus.IO_ERROR and self._flush.failed is not None and not self._drain_error:
+            return PutMessageResult(status, error=f"commitlog fdatasync failed: {self._flush.failed!r}")
         return PutMessageResult(status, error=self._drain_error or status.name)
 
     def _topic_record_bytes(self, topic: str) -> tuple[bytes, str]:
@@ -710,21 +712,10 @@ class MessageStore:
                 self._notify(listen)
             return
         assert self._flush is not None
-        durable = self._flush.wait_durable(end)
-
-        def done(f: asyncio.Future[PutMessageStatus]) -> None:
-            st = f.result()
-            if st is PutMessageStatus.IO_ERROR:
-                self._drain_error = "commitlog fdatasync failed"
-            if not fut.done():
-                fut.set_result(st)
-            if listen:
-                self._notify(listen)
-
-        if durable.done():
-            done(durable)
-        else:
-            durable.add_done_callback(done)
+        # the flush thread's report of the covering round answers ``fut`` itself (no extra loop hop)
+        self._flush.wait_durable(end, fut=fut)
+        if listen:
+            fut.add_done_callback(lambda _f: self._notify(listen))
 
     def _notify(self, listen: dict[tuple[str, int], int]) -> None:
         for (topic, qid), nxt in listen.items():
