@@ -79,15 +79,17 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
             t0 = perf()
             r = await store.put_messages(msgs)
             local_lat.append(perf() - t0)
-            if r.ok:
+            if r.status is PutMessageStatus.PUT_OK:
                 counts[0] += len(msgs)
             else:
                 errors[0] += 1
 
     t0 = time.perf_counter()
     cpu0 = os.times()
+    loop_cpu0 = time.thread_time()
     await asyncio.gather(*(writer(i) for i in range(args.writers)))
     elapsed = time.perf_counter() - t0
+    loop_cpu = (time.thread_time() - loop_cpu0) / elapsed
     cpu1 = os.times()
     cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed
     fsync_rounds = store._flush.rounds if store._flush else 0
@@ -98,7 +100,7 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
     print(f"flush={args.flush} writers={args.writers} size={args.size} batch={args.batch} "
           f"index={'off' if args.no_index else 'on'} keys={'on' if args.keys else 'off'}")
     print(f"messages={n} errors={errors[0]} seconds={elapsed:.2f} fdatasync_rounds={fsync_rounds} "
-          f"in_fdatasync={sync_s:.2f}s process_cpu={cpu * 100:.0f}%")
+          f"in_fdatasync={sync_s:.2f}s process_cpu={cpu * 100:.0f}% event_loop_thread_cpu={loop_cpu * 100:.0f}%")
     print(f"throughput: {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1048576:,.1f} MiB/s")
     print(f"latency per put_messages call: p50={_pct(lat, .5) * 1e3:.3f} ms  p99={_pct(lat, .99) * 1e3:.3f} ms  "
           f"p999={_pct(lat, .999) * 1e3:.3f} ms")
