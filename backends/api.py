@@ -9,6 +9,7 @@ Both take a ``broker_name`` to select the broker (the proxy picks it from the ro
 from __future__ import annotations
 
 import abc
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,27 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     async def ack_message(self, broker_name: str, group: str, topic: str, extra_info: str) -> None: ...
+
+    async def ack_messages(self, broker_name: str, group: str, topic: str,
+                           extra_infos: list[str]) -> list[BackendError | None]:
+        """Ack several messages of one broker (RocketMQ's BATCH_ACK_MESSAGE); one result per entry,
+        None when acked. This default acks them in a few concurrent lanes through ``ack_message``;
+        backends override it with one call per batch."""
+        results: list[BackendError | None] = [None] * len(extra_infos)
+        lanes = min(8, len(extra_infos))
+
+        async def lane(k: int) -> None:
+            for i in range(k, len(extra_infos), lanes):
+                try:
+                    await self.ack_message(broker_name, group, topic, extra_infos[i])
+                except BackendError as e:
+                    results[i] = e
+
+        if lanes == 1:
+            await lane(0)
+        elif lanes:
+            await asyncio.gather(*(lane(k) for k in range(lanes)))
+        return results
 
     @abc.abstractmethod
     async def change_invisible_time(

@@ -9,6 +9,7 @@ which every broker registers (clusterTopicEnable).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import socket
@@ -65,6 +66,9 @@ _PULL_STATUS = {
 
 def remote_addr_of(conn: Any) -> str:
     return str(getattr(conn, "remote_addr", "") or "")
+
+
+_MAX_BITSET_SPAN = 1 << 16  # offsets past a checkpoint that one BatchAck bit set may name
 
 
 def _extra_fields(extra_info: str) -> list[str]:
@@ -342,6 +346,61 @@ class ClusterBackend(Backend):
         header = {"consumerGroup": group, "topic": topic, "queueId": parts[6], "extraInfo": extra_info,
                   "offset": parts[7], "bname": broker_name}
         self._check(await self._invoke(broker_name, RemotingCommand.request(RequestCode.ACK_MESSAGE, header), 5.0))
+
+    async def ack_messages(self, broker_name: str, group: str, topic: str,
+                           extra_infos: list[str]) -> list[BackendError | None]:
+        """One BATCH_ACK_MESSAGE (200151) for the batch: entries of one pop checkpoint share a BatchAck
+        with a bit set of their offsets. Its answer only counts failures, so when some failed the
+        entries are acked one by one to learn which (acks are idempotent)."""
+        results: list[BackendError | None] = [None] * len(extra_infos)
+        singles: list[int] = []
+        groups: dict[tuple[str, ...], list[int]] = {}
+        name = ""
+        for i, extra in enumerate(extra_infos):
+            try:
+                p = _extra_fields(extra)
+                ck, off = int(p[0]), int(p[7])
+                int(p[1]), int(p[2]), int(p[3]), int(p[6])
+            except (BackendError, ValueError):
+                singles.append(i)
+                continue
+            name = name or p[5]
+            if p[5] != name or off < ck or off - ck >= _MAX_BITSET_SPAN:
+                singles.append(i)
+                continue
+            groups.setdefault((p[0], p[1], p[2], p[3], p[4], p[6]), []).append(i)
+        if len(groups) == 1 and len(next(iter(groups.values()))) == 1:
+            singles += groups.pop(next(iter(groups)))
+        if groups:
+            acks = []
+            for (start, pt, it, rq, retry, qid), idx in groups.items():
+                bits = bytearray()
+                base = int(start)
+                for i in idx:
+                    d = int(extra_infos[i].split(" ", 8)[7]) - base
+                    if d // 8 >= len(bits):
+                        bits.extend(b"\0" * (d // 8 + 1 - len(bits)))
+                    bits[d // 8] |= 1 << (d % 8)
+                acks.append({"c": group, "t": topic, "r": retry, "so": base, "q": int(qid), "rq": int(rq),
+                             "pt": int(pt), "it": int(it), "b": base64.b64encode(bytes(bits)).decode()})
+            req = RemotingCommand.request(RequestCode.BATCH_ACK_MESSAGE, {"bname": broker_name},
+                                          body=json_body.dumps({"acks": acks, "brokerName": name}))
+            try:
+                resp = await self._invoke(broker_name, req, 5.0)
+            except BackendError as e:  # the broker is unreachable: every entry failed
+                for idx in groups.values():
+                    for i in idx:
+                        results[i] = e
+                resp = None
+            # failures, a rejected batch or a broker without BATCH_ACK_MESSAGE: ack one by one
+            if resp is not None and (resp.code != ResponseCode.SUCCESS or resp.remark):
+                singles += [i for idx in groups.values() for i in idx]
+        if singles:
+            singles.sort()
+            errs = await super().ack_messages(broker_name, group, topic, [extra_infos[i] for i in singles])
+            for i, err in zip(singles, errs, strict=True):
+                results[i] = err
+        return results
 
     async def change_invisible_time(self, broker_name: str, group: str, topic: str, extra_info: str,
                                     invisible_time_ms: int) -> str:

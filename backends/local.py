@@ -190,6 +190,13 @@ class LocalBackend(Backend):
         self._check_broker(broker_name)
         await self._pop().ack(group, topic, extra_info)
 
+    async def ack_messages(self, broker_name: str, group: str, topic: str,
+                           extra_infos: list[str]) -> list[BackendError | None]:
+        """One in-memory pass and one ack record per queue for the whole batch."""
+        self._check_broker(broker_name)
+        results: list[BackendError | None] = await self._pop().batch_ack(group, topic, extra_infos)
+        return results
+
     async def change_invisible_time(self, broker_name: str, group: str, topic: str, extra_info: str,
                                     invisible_time_ms: int) -> str:
         self._check_broker(broker_name)

@@ -147,6 +147,17 @@ def _timeout(context: Any, default: float = 5.0) -> float:
     return max(0.05, min(rem - 0.05, 60.0))
 
 
+def _ack_error_status(e: BaseException) -> Any:
+    """An ack that failed: a handle naming no delivery (NO_MESSAGE, a bad extra info) is an invalid
+    receipt handle."""
+    if isinstance(e, BackendError):
+        code = grpc_code(e.code, e.message)
+        if e.code in (ResponseCode.NO_MESSAGE, ResponseCode.INVALID_PARAMETER):
+            code = C.INVALID_RECEIPT_HANDLE
+        return status(code, e.message)
+    return error_status(e)
+
+
 class MessagingService(service_pb2_grpc.MessagingServiceServicer):
     def __init__(self, config: ProxyConfig, backend: Backend, port: Callable[[], int] | None = None) -> None:
         self.config = config
@@ -619,13 +630,8 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     h = rh.decode(self._current_handle(entry.receipt_handle, True))
                     await self.backend.ack_message(h.broker_name, group, topic, h.extra_info)
                     out.status.CopyFrom(OK_STATUS)
-                except BackendError as e:
-                    code = grpc_code(e.code, e.message)
-                    if e.code in (ResponseCode.NO_MESSAGE, ResponseCode.INVALID_PARAMETER):
-                        code = C.INVALID_RECEIPT_HANDLE
-                    out.status.CopyFrom(status(code, e.message))
                 except Exception as e:
-                    out.status.CopyFrom(error_status(e))
+                    out.status.CopyFrom(_ack_error_status(e))
 
             outs = [resp.entries.add() for _ in entries]
             if len(entries) == 1:
@@ -672,7 +678,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             except Exception as exc:
                 errors = [exc] * len(items)
             for (_, o), failure in zip(items, errors or [None] * len(items), strict=False):
-                o.status.CopyFrom(OK_STATUS if failure is None else error_status(failure))
+                o.status.CopyFrom(OK_STATUS if failure is None else _ack_error_status(failure))
 
     async def ChangeInvisibleDuration(self, request: spb.ChangeInvisibleDurationRequest,
                                       context: Any) -> spb.ChangeInvisibleDurationResponse:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import time
@@ -59,6 +60,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=1.0, help="seconds not counted at the start")
     p.add_argument("--tag", default="bench")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="producer: total messages/s to send, paced (0: as fast as possible)")
+    p.add_argument("--consumers", type=int, default=0,
+                   help="e2e: consumer loops (default max(4, concurrency/4))")
     p.add_argument("--bare", action="store_true", help="run against a no-op grpc.aio server only")
     p.add_argument("--compare-bare", action="store_true", help="also run against a no-op server; print the ratio")
     return p.parse_args(argv[1:])
@@ -86,7 +91,15 @@ async def _produce(stub: Any, md: Any, a: argparse.Namespace, stats: Stats, stop
     body = os.urandom(a.size // 2 + 1).hex().encode()[: a.size]
     prefix = uuid.uuid4().hex[:16].upper()
     seq = 0
+    # --rate: each of the producer loops sends its share of the rate on a fixed schedule
+    interval = a.batch * a.concurrency / a.rate if a.rate > 0 else 0.0
+    next_at = time.monotonic() + (interval * random.random() if interval else 0.0)
     while time.monotonic() < stop:
+        if interval:
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_at += interval
         req = spb.SendMessageRequest()
         now_ms = int(time.time() * 1000)
         for _ in range(a.batch):
@@ -134,7 +147,6 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
         ack.group.name = a.group
         ack.topic.name = a.topic
         n = 0
-        now = time.time() * 1000
         try:
             async for r in stub.ReceiveMessage(req, metadata=md, timeout=10):
                 if r.HasField("message"):
@@ -142,6 +154,7 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
                     ack.entries.add(message_id=sp.message_id, receipt_handle=sp.receipt_handle)
                     n += 1
                     if e2e and counting[0]:
+                        now = time.time() * 1000  # when this message arrived, not when the poll began
                         born = sp.born_timestamp.seconds * 1000 + sp.born_timestamp.nanos / 1e6
                         if born >= since_ms:  # messages of this run only, not an old backlog
                             stats.lat_ms.append(now - born)
@@ -177,7 +190,7 @@ async def run(a: argparse.Namespace, mode: str, endpoint: str, label: str) -> St
         mqs = await _route(stubs[0], md, a.topic)
         brokers = {q.broker.name: q for q in mqs}
         sel = list(brokers.values())
-        n = a.concurrency if mode == "consumer" else max(4, a.concurrency // 4)
+        n = a.concurrency if mode == "consumer" else (a.consumers or max(4, a.concurrency // 4))
         tasks += [asyncio.create_task(_consume(stubs[i % len(stubs)], md, a, sel[i % len(sel)], cons_stats, stop,
                                                counting, mode == "e2e")) for i in range(n)]
     await asyncio.sleep(a.warmup)

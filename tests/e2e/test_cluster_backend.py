@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -203,5 +204,46 @@ async def test_cluster_backend_pop_ack_change_dlq(cluster: tuple[str, list[Serve
         assert again.messages[0].reconsume_times == 1
         dlq = await backend.pull_message("broker-a", "x", "%DLQ%PopCG", 0, 0, 32, "TAG", "*", 0, 5)
         assert [m.body for m in dlq.messages] == [b"p2"]
+    finally:
+        await backend.shutdown()
+
+
+@pytest.mark.skipif(not _has_pop_processor(), reason="backends.broker.pop.processor not there yet")
+async def test_cluster_backend_batch_ack(cluster: tuple[str, list[ServerProcess], dict[str, int]]) -> None:
+    """ack_messages: one BATCH_ACK_MESSAGE for a pop batch; per-entry errors when some fail."""
+    from backends.api import PopRequest, PopStatus
+
+    ns_addr, _, _ = cluster
+    backend = ClusterBackend([ns_addr], "DefaultCluster")
+    await backend.start()
+    try:
+        await backend.send_message("broker-a", [Message("BatchAckT", b"seed", {"UNIQ_KEY": "S0"}, queue_id=0)], 5)
+        await backend.pop_message("broker-a", PopRequest("BatchAckG", "BatchAckT", max_msg_nums=8), 5)
+        await backend.send_message("broker-a", [Message("BatchAckT", f"b{i}".encode(), {"UNIQ_KEY": f"B{i}"},
+                                                        queue_id=0) for i in range(12)], 5)
+        got = await backend.pop_message("broker-a", PopRequest("BatchAckG", "BatchAckT", max_msg_nums=32,
+                                                               invisible_time_ms=30_000, poll_time_ms=2000), 8)
+        assert got.status is PopStatus.FOUND and len(got.messages) == 12
+        handles = [m.properties["POP_CK"] for m in got.messages]
+        codes: list[int] = []
+        invoke = backend._invoke
+
+        async def counting(name: str, request: Any, timeout: float) -> Any:
+            codes.append(request.code)
+            return await invoke(name, request, timeout)
+
+        backend._invoke = counting  # type: ignore[method-assign]
+        assert await backend.ack_messages("broker-a", "BatchAckG", "BatchAckT", handles[:10]) == [None] * 10
+        assert codes == [200151]  # one BATCH_ACK_MESSAGE
+        # a repeated ack is fine, a handle of a never-popped offset fails alone
+        parts = handles[10].split(" ")
+        parts[7] = str(int(parts[7]) + 1000)
+        out = await backend.ack_messages("broker-a", "BatchAckG", "BatchAckT",
+                                         [handles[0], handles[10], " ".join(parts), handles[11]])
+        assert out[0] is None and out[1] is None and out[3] is None
+        assert isinstance(out[2], BackendError)
+        again = await backend.pop_message("broker-a", PopRequest("BatchAckG", "BatchAckT", max_msg_nums=32,
+                                                                 invisible_time_ms=1000, poll_time_ms=0), 5)
+        assert again.status is not PopStatus.FOUND  # all 12 acked: nothing comes back
     finally:
         await backend.shutdown()
