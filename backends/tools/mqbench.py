@@ -4,6 +4,8 @@
     mqbench remoting  ...   SEND_MESSAGE_V2 / PULL against a broker over remoting
     mqbench producer  ...   gRPC SendMessage against a proxy
     mqbench consumer  ...   gRPC ReceiveMessage + AckMessage against a proxy
+    mqbench timer     ...   100k pending timed messages: delivered on time? (in-process broker, POP)
+    mqbench filter    ...   POP consume throughput with TAG / SQL92 filters (in-process broker)
 
 Each sub-command has its own --help.
 """
@@ -19,6 +21,8 @@ SUBCOMMANDS = {
     "producer": "backends.tools.bench_grpc",
     "consumer": "backends.tools.bench_grpc",
     "e2e": "backends.tools.bench_grpc",
+    "timer": "backends.tools.bench_timer",
+    "filter": "backends.tools.bench_filter",
 }
 
 

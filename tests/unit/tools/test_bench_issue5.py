@@ -1,0 +1,49 @@
+"""Smoke test of ``mqbench timer`` and ``mqbench filter`` (issue 5) at tiny sizes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from backends.tools import bench_filter, bench_timer, mqbench
+
+
+def _summary(out: str) -> str:
+    return "\n".join(line for line in out.splitlines() if line.startswith("SUMMARY"))
+
+
+def test_timer_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = bench_timer.main(["timer", "-n", "300", "--spread-seconds", "0.5", "--lead-seconds", "0.7",
+                           "--bound-seconds", "5", "--consumers", "2", "--producers", "2"])
+    s = _summary(capsys.readouterr().out)
+    m = re.search(r"delivered=(\d+) lost=(\d+) duplicates=(\d+) early=(\d+)", s)
+    assert m, s
+    assert (int(m[1]), int(m[2]), int(m[3]), int(m[4])) == (300, 0, 0, 0)
+    lat = re.search(r"lateness_ms p50=([\d.]+) p99=([\d.]+) p999=([\d.]+) max=([\d.]+) min=(-?[\d.]+)", s)
+    assert lat, s
+    assert float(lat[5]) >= 0
+    assert re.search(r"peak_rss_mib=\d+", s)
+    assert "result=OK" in s
+    assert rc == 0
+
+
+def test_filter_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = bench_filter.main(["filter", "-n", "400", "--size", "64", "--consumers", "2",
+                            "--micro-seconds", "0.05"])
+    s = _summary(capsys.readouterr().out)
+    rows = re.findall(r"SUMMARY filter (\w+) .* delivered=(\d+) expected=(\d+) seconds=[\d.]+ "
+                      r"delivered_per_s=(\d+) scanned_per_s=(\d+)", s)
+    assert {r[0] for r in rows} == {"tag_all", "tag_one", "sql_half", "sql_all"}, s
+    expected = {"tag_all": 400, "tag_one": 200, "sql_half": 200, "sql_all": 400}
+    for name, delivered, exp, dps, sps in rows:
+        assert int(delivered) == int(exp) == expected[name]
+        assert int(sps) >= int(dps) > 0
+    assert re.search(r"sql92_cost=-?[\d.]+%", s)
+    assert len(re.findall(r"SUMMARY micro \w+ .*: \d+ evaluations/s", s)) == 2
+    assert rc == 0
+
+
+def test_mqbench_dispatches_issue5_subcommands() -> None:
+    assert mqbench.SUBCOMMANDS["timer"] == "backends.tools.bench_timer"
+    assert mqbench.SUBCOMMANDS["filter"] == "backends.tools.bench_filter"
