@@ -125,8 +125,9 @@ def _decompress(body: bytes) -> bytes | None:
 
 
 def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str = "",
-                  invisible_ms: int = 0) -> pb.Message:
-    """A stored/popped message -> apache.rocketmq.v2.Message with its system properties."""
+                  invisible_ms: int = 0, into: pb.Message | None = None) -> pb.Message:
+    """A stored/popped message -> apache.rocketmq.v2.Message with its system properties; ``into`` (an
+    empty message, e.g. a response's field) is filled in place instead of a new one (no copy)."""
     props = ext.properties
     body = ext.body
     encoding = _IDENTITY
@@ -136,7 +137,11 @@ def to_pb_message(ext: MessageExt, topic: str | None = None, receipt_handle: str
             encoding = _GZIP
         else:
             body = plain
-    msg = pb.Message(body=body)
+    if into is None:
+        msg = pb.Message(body=body)
+    else:
+        msg = into
+        msg.body = body
     msg.topic.name = topic or ext.topic
     sp = msg.system_properties
     sp.body_encoding = encoding  # type: ignore[assignment]

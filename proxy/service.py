@@ -590,16 +590,18 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             return
         yield spb.ReceiveMessageResponse(status=OK_STATUS)
         pop_ck = MessageConst.POP_CK
+        new_response = spb.ReceiveMessageResponse
         now = int(time.time() * 1000)
         for m in messages:
             extra = m.properties.get(pop_ck, "")
             handle = f"{extra} {m.commitlog_offset}" if extra else ""
             out_topic = topic if m.topic.startswith(RETRY_GROUP_TOPIC_PREFIX) else m.topic
-            pm = to_pb_message(m, out_topic, handle, invisible)
+            r = new_response()
+            to_pb_message(m, out_topic, handle, invisible, r.message)
             if auto_renew and handle:
                 self._renewals[handle] = _Renewal(handle, group, topic, cid, now + invisible,
                                                   now + cfg.renew_max_time_millis)
-            yield spb.ReceiveMessageResponse(message=pm)
+            yield r
         # the delivery timestamp closes the batch (the SDKs use it for consume-lag metrics)
         done = spb.ReceiveMessageResponse()
         ms = int(time.time() * 1000)

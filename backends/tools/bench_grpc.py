@@ -142,6 +142,7 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
     req.invisible_duration.seconds = 30
     req.long_polling_timeout.seconds = 5
     since_ms = time.time() * 1000
+    pending: asyncio.Future[None] | None = None
     while time.monotonic() < stop:
         ack = spb.AckMessageRequest()
         ack.group.name = a.group
@@ -159,9 +160,11 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
                         if born >= since_ms:  # messages of this run only, not an old backlog
                             stats.lat_ms.append(now - born)
             if n:
-                r2 = await stub.AckMessage(ack, metadata=md, timeout=10)
-                if r2.status.code != C.OK:
-                    stats.last_error = f"ack {r2.status.code} {r2.status.message}"
+                # the ack travels while the next receive long-polls (one ack in flight per loop, as a
+                # push consumer acks apart from its receive loop)
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(_ack(stub, md, ack, stats))
         except grpc.aio.AioRpcError as e:
             stats.last_error = str(e.code())
             if counting[0]:
@@ -171,6 +174,17 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
         if counting[0]:
             stats.rpcs += 1
             stats.msgs += n
+    if pending is not None:
+        await pending
+
+
+async def _ack(stub: Any, md: Any, ack: Any, stats: Stats) -> None:
+    try:
+        r = await stub.AckMessage(ack, metadata=md, timeout=10)
+        if r.status.code != C.OK:
+            stats.last_error = f"ack {r.status.code} {r.status.message}"
+    except grpc.aio.AioRpcError as e:
+        stats.last_error = f"ack {e.code()}"
 
 
 async def run(a: argparse.Namespace, mode: str, endpoint: str, label: str) -> Stats:
