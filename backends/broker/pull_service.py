@@ -105,9 +105,10 @@ class PullRequestHoldService:
             if self.store.get_max_offset_in_queue(topic, queue_id) > offset:
                 fut.set_result(None)
             try:
-                await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                return self.read(topic, queue_id, offset, max_nums, message_filter)
+                # asyncio.wait: no wrapper and no cancellation of ``fut`` on a timeout (wait_for has both)
+                await asyncio.wait((fut,), timeout=remaining)
+                if not fut.done():
+                    return self.read(topic, queue_id, offset, max_nums, message_filter)
             finally:
                 lst = self._waiters.get(key)
                 if lst is not None:
