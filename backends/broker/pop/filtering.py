@@ -19,13 +19,35 @@ def _record_properties(record: bytes) -> Mapping[str, str]:
         return {}
 
 
-class MessageFilter:
-    """``store_filter`` goes to ``MessageStore.get_messages``; ``accept`` is the exact check on the
-    decoded message (tag string after a tag-hash match, or the SQL92 expression)."""
+class _TagCodeFilter:
+    """A store filter on the consume queue's tag hash alone: ``needs_properties = False`` tells
+    ``MessageStore.get_messages`` not to call it again with the record (``accept`` then checks the tag
+    string on the decoded message, which POP decodes anyway)."""
+
+    __slots__ = ("compiled",)
+    needs_properties = False
 
     def __init__(self, compiled: _Compiled) -> None:
         self.compiled = compiled
-        self.store_filter: Callable[[int, bytes | None], bool] = compiled.store_filter(_record_properties)
+
+    def __call__(self, tags_code: int, record: bytes | None) -> bool:
+        return self.compiled.is_matched_by_tags_code(tags_code)
+
+
+class MessageFilter:
+    """``store_filter`` goes to ``MessageStore.get_messages``; ``accept`` is the exact check on the
+    decoded message (tag string after a tag-hash match, or the SQL92 expression).
+
+    ``exact_in_store``: the store filter already made the exact check on the record (SQL92: the store
+    calls it with the record's bytes and it evaluates the expression on their properties), so a record
+    the store returned needs no ``accept`` (it used to evaluate every SQL92 expression twice per
+    delivered message). TAG filters decide on the tag hash in the store and on the tag string here."""
+
+    def __init__(self, compiled: _Compiled) -> None:
+        self.compiled = compiled
+        self.exact_in_store: bool = compiled.needs_properties
+        self.store_filter: Callable[[int, bytes | None], bool] = (
+            compiled.store_filter(_record_properties) if compiled.needs_properties else _TagCodeFilter(compiled))
 
     def accept(self, msg: MessageExt) -> bool:
         return self.compiled.is_matched_by_properties(msg.properties)
