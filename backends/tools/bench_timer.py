@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import shutil
 import tempfile
@@ -132,6 +133,8 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
             if now > last_due + args.bound_seconds * 1000:
                 stop.set()
 
+    c0 = time.process_time()
+    w0 = time.perf_counter()
     consumers = [asyncio.create_task(consumer()) for _ in range(args.consumers)]
     rep = asyncio.create_task(reporter())
     t_send = time.perf_counter()
@@ -142,6 +145,7 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
           f"{(first_due - state['send_done_ms']) / 1000:+.2f} s from now, last due "
           f"{(last_due - state['send_done_ms']) / 1000:+.2f} s", flush=True)
     await stop.wait()
+    cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
     for t in consumers:
         t.cancel()
     await asyncio.gather(*consumers, rep, return_exceptions=True)
@@ -156,7 +160,8 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
     print(f"SUMMARY lateness_ms p50={_pct(lateness, .5):.1f} p99={_pct(lateness, .99):.1f} "
           f"p999={_pct(lateness, .999):.1f} max={lateness[-1] if lateness else 0.0:.1f} "
           f"min={lateness[0] if lateness else 0.0:.1f}")
-    print(f"SUMMARY peak_rss_mib={rss_mib():.0f}")
+    print(f"SUMMARY peak_rss_mib={rss_mib():.0f} process_cpu={cpu_share * 100:.0f}% "
+          f"loadavg_1m={os.getloadavg()[0]:.1f} (2 cores here: other load delays delivery)")
     ok = state["early"] == 0 and lost == 0 and state["dup"] == 0
     print(f"SUMMARY result={'OK' if ok else 'FAIL'}")
     return 0 if ok else 1
