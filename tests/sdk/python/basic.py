@@ -42,7 +42,9 @@ def run(out: dict) -> None:
         polls = 0
         while time.monotonic() < stop and len(got) < 3:
             try:
-                msgs = consumer.receive(16, 15)
+                # 60 s: longer than this script's slowest phase on a loaded machine, so nothing
+                # expires and comes back as a second copy before the acks below
+                msgs = consumer.receive(16, 60)
             except Exception as e:  # noqa: BLE001
                 out["errors"].append(f"receive: {e}")
                 msgs = []
