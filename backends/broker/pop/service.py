@@ -576,7 +576,7 @@ class PopMessageService:
                     except RecordError as err:
                         log.error("undecodable record %s-%d@%d skipped: %s", req.topic, q, off, err)
                         continue
-                    if mfilter is not None and not mfilter.accept(msg):
+                    if mfilter is not None and not mfilter.exact_in_store and not mfilter.accept(msg):
                         continue
                     if ck < 0:
                         ck = off
