@@ -47,3 +47,19 @@ def test_filter_smoke(capsys: pytest.CaptureFixture[str]) -> None:
 def test_mqbench_dispatches_issue5_subcommands() -> None:
     assert mqbench.SUBCOMMANDS["timer"] == "backends.tools.bench_timer"
     assert mqbench.SUBCOMMANDS["filter"] == "backends.tools.bench_filter"
+
+
+def test_pop_filters_check_each_record_once() -> None:
+    """The POP filter path the filter benchmark measures: SQL92 is evaluated by the store on the
+    record only (no second evaluation on the decoded message); TAG filters decide on the tag hash
+    in the store and on the tag string once in POP."""
+    from backends.broker.pop.filtering import build_message_filter
+
+    sql = build_message_filter("SQL92", "a < 50")
+    tag = build_message_filter("TAG", "TagA")
+    assert sql is not None and tag is not None
+    assert sql.exact_in_store is True
+    assert getattr(sql.store_filter, "needs_properties", True) is True
+    assert tag.exact_in_store is False
+    assert getattr(tag.store_filter, "needs_properties", True) is False
+    assert build_message_filter("TAG", "*") is None
