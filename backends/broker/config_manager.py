@@ -32,9 +32,15 @@ class DataVersion:
         return cls(int(d.get("timestamp", 0)), int(d.get("counter", 0)), int(d.get("stateVersion", 0)))
 
 
-def atomic_write_json(path: str, obj: Any) -> None:
-    """Crash-safe write (temp file, fsync, .bak of the previous version, rename, directory fsync)."""
-    store_config_file.atomic_write_json(path, obj)
+def persist_json(path: str, obj: Any) -> bool:
+    """Crash-safe write (temp file, fsync, .bak of the previous version, rename, directory fsync); an I/O
+    error is logged (the in-memory table stays authoritative) and returns False."""
+    try:
+        store_config_file.atomic_write_json(path, obj)
+    except OSError as e:
+        log.error("persist %s failed: %s", path, e)
+        return False
+    return True
 
 
 def read_json(path: str) -> Any | None:

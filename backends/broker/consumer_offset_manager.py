@@ -10,7 +10,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, atomic_write_json, read_json
+from backends.broker.config_manager import DataVersion, persist_json, read_json
 
 if TYPE_CHECKING:
     from backends.broker.broker_config import BrokerConfig
@@ -47,11 +47,8 @@ class ConsumerOffsetManager:
         }
 
     def persist(self) -> None:
-        try:
-            atomic_write_json(self.path, self.encode())
+        if persist_json(self.path, self.encode()):
             self._dirty = False
-        except OSError as e:
-            log.error("persist %s failed: %s", self.path, e)
 
     def persist_if_dirty(self) -> None:
         if self._dirty:

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, atomic_write_json, read_json
+from backends.broker.config_manager import DataVersion, persist_json, read_json
 from backends.model import SubscriptionGroupConfig
 
 if TYPE_CHECKING:
@@ -63,10 +63,7 @@ class SubscriptionGroupManager:
         }
 
     def persist(self) -> None:
-        try:
-            atomic_write_json(self.path, self.encode())
-        except OSError as e:
-            log.error("persist %s failed: %s", self.path, e)
+        persist_json(self.path, self.encode())
 
     def find_subscription_group_config(self, group: str) -> SubscriptionGroupConfig | None:
         """The group's config; auto-created (and persisted) when autoCreateSubscriptionGroup."""

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, atomic_write_json, read_json
+from backends.broker.config_manager import DataVersion, persist_json, read_json
 from backends.model import (
     AUTO_CREATE_TOPIC_KEY,
     BENCHMARK_TOPIC,
@@ -123,10 +123,7 @@ class TopicConfigManager:
         }
 
     def persist(self) -> None:
-        try:
-            atomic_write_json(self.path, self.encode())
-        except OSError as e:
-            log.error("persist %s failed: %s", self.path, e)
+        persist_json(self.path, self.encode())
 
     def _changed(self, tc: TopicConfig | None) -> None:
         self.data_version.next_version()
