@@ -8,6 +8,7 @@ store's config files carry them.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +253,31 @@ def decode_offset_msg_id(msg_id: str) -> tuple[tuple[str, int], int]:
         raise ValueError(f"not an offset message id: {msg_id!r}")
     return (host, port), off
 
+
+
+@dataclass(slots=True)
+class DataVersion:
+    """RocketMQ's DataVersion: the version of a broker's topic table (and its other config files), which the
+    NameServer compares to tell whether a registration carries changes."""
+
+    timestamp: int = 0
+    counter: int = 0
+    state_version: int = 0
+
+    def next_version(self) -> None:
+        self.timestamp = int(time.time() * 1000)
+        self.counter += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stateVersion": self.state_version, "timestamp": self.timestamp, "counter": self.counter}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> DataVersion:
+        d = d or {}
+        counter = d.get("counter", 0)
+        if isinstance(counter, dict):  # AtomicLong serialized by some versions as {"value": n}
+            counter = counter.get("value", 0)
+        return cls(int(d.get("timestamp", 0)), int(counter or 0), int(d.get("stateVersion", 0)))
 
 @dataclass(slots=True)
 class TopicConfig:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from typing import Any
 
+from backends.model import DataVersion
 from backends.remoting import json_body
 from backends.store import config_file as store_config_file
 
 log = logging.getLogger("rocketmq.broker")
 
-
-@dataclass(slots=True)
-class DataVersion:
-    timestamp: int = 0
-    counter: int = 0
-    state_version: int = 0
-
-    def next_version(self) -> None:
-        self.timestamp = int(time.time() * 1000)
-        self.counter += 1
-
-    def to_json(self) -> dict[str, Any]:
-        return {"stateVersion": self.state_version, "timestamp": self.timestamp, "counter": self.counter}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any] | None) -> DataVersion:
-        d = d or {}
-        return cls(int(d.get("timestamp", 0)), int(d.get("counter", 0)), int(d.get("stateVersion", 0)))
+__all__ = ["DataVersion", "persist_json", "read_json"]
 
 
 def persist_json(path: str, obj: Any) -> bool:

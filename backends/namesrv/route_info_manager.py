@@ -14,30 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.api import BrokerData, QueueData, TopicRouteData
-from backends.model import Perm, TopicConfig
+from backends.model import DataVersion, Perm, TopicConfig
 
 log = logging.getLogger("RocketmqNamesrv")
 
 MASTER_ID = 0
 DEFAULT_BROKER_CHANNEL_EXPIRED_TIME_MS = 120_000
-
-
-@dataclass(slots=True)
-class DataVersion:
-    timestamp: int = 0
-    counter: int = 0
-    state_version: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"stateVersion": self.state_version, "timestamp": self.timestamp, "counter": self.counter}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any] | None) -> DataVersion:
-        d = d or {}
-        counter = d.get("counter", 0)
-        if isinstance(counter, dict):  # AtomicLong serialized by some versions as {"value": n}
-            counter = counter.get("value", 0)
-        return cls(int(d.get("timestamp", 0)), int(counter or 0), int(d.get("stateVersion", 0)))
 
 
 @dataclass(frozen=True, slots=True)
