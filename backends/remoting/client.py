@@ -12,7 +12,7 @@ import logging
 
 from backends.remoting.command import RemotingCommand
 from backends.remoting.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
-from backends.remoting.server import Connection, Processor
+from backends.remoting.server import DEFAULT_ONEWAY_TIMEOUT, Connection, Processor
 
 __all__ = [
     "RemotingClient",
@@ -98,9 +98,9 @@ class RemotingClient:
             conn = await self._connection(addr, timeout)
         return await conn.invoke(request, timeout)
 
-    async def invoke_oneway(self, addr: str, request: RemotingCommand) -> None:
-        conn = await self._connection(addr)
-        await conn.invoke_oneway(request)
+    async def invoke_oneway(self, addr: str, request: RemotingCommand, timeout: float = DEFAULT_ONEWAY_TIMEOUT) -> None:
+        conn = await self._connection(addr, timeout)
+        await conn.invoke_oneway(request, timeout)
 
     def register_processor(self, code: int, processor: Processor) -> None:
         """Handle requests the server sends to us (e.g. CHECK_TRANSACTION_STATE)."""

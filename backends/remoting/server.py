@@ -29,6 +29,7 @@ log = logging.getLogger("RocketmqRemoting")
 _opaque_counter = itertools.count(1)
 
 DEFAULT_MAX_INFLIGHT = 1024
+DEFAULT_ONEWAY_TIMEOUT = 3.0  # seconds a oneway send may wait for a peer that does not read
 
 
 def next_opaque() -> int:
@@ -239,11 +240,20 @@ class Connection(asyncio.Protocol):
             if not w.done():
                 w.set_result(None)
 
-    async def _drain(self) -> None:
+    async def _drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) while the peer does not read what we write."""
         if self._writing_paused and not self._closed:
             w: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._drain_waiters.append(w)
-            await w
+            try:
+                await asyncio.wait_for(w, timeout)
+            except TimeoutError:
+                raise RemotingTimeoutError(
+                    f"send request to {self.remote_addr} timeout after {timeout * 1000:.0f} ms: peer is not reading"
+                ) from None
+            finally:
+                if w in self._drain_waiters:
+                    self._drain_waiters.remove(w)
 
     # -- requests to the peer ----------------------------------------------------------------------
 
@@ -259,13 +269,17 @@ class Connection(asyncio.Protocol):
         self._pending[opaque] = fut
         handle = loop.call_later(timeout, self._expire, opaque, timeout)
         try:
-            await self._drain()
+            await self._drain(timeout)
             if not self.write(request):
                 raise RemotingError(f"connection to {self.remote_addr} closed")
             return await fut
         finally:
             handle.cancel()
             self._pending.pop(opaque, None)
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()  # retrieved (it may have expired while we waited to write)
 
     def _expire(self, opaque: int, timeout: float) -> None:
         fut = self._pending.pop(opaque, None)
@@ -274,10 +288,11 @@ class Connection(asyncio.Protocol):
                 RemotingTimeoutError(f"wait response from {self.remote_addr} timeout after {timeout * 1000:.0f} ms")
             )
 
-    async def invoke_oneway(self, request: RemotingCommand) -> None:
+    async def invoke_oneway(self, request: RemotingCommand, timeout: float = DEFAULT_ONEWAY_TIMEOUT) -> None:
+        """Send without awaiting an answer; RemotingTimeoutError when the peer has not read for ``timeout``."""
         request.opaque = next_opaque()
         request.flag = (request.flag | FLAG_ONEWAY) & ~FLAG_RESPONSE
-        await self._drain()
+        await self._drain(timeout)
         if not self.write(request):
             raise RemotingError(f"connection to {self.remote_addr} closed")
 

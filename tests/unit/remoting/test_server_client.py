@@ -245,3 +245,42 @@ async def test_response_follows_request_serialization(srv: RemotingServer) -> No
     r = await c.invoke(f"127.0.0.1:{srv.port}", req, 3)
     assert r.serialize_type == SERIALIZE_ROCKETMQ and r.ext_fields == {"n": "1"} and r.is_response
     await c.close()
+
+
+class _StuckTransport(asyncio.Transport):
+    """A transport whose peer does not read: writes are accepted, the protocol is told to pause writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written.append(bytes(data))
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_sends_to_a_peer_that_does_not_read_time_out() -> None:
+    from backends.remoting.errors import RemotingTimeoutError
+
+    conn = Connection({})
+    conn.connection_made(_StuckTransport())
+    conn.pause_writing()
+    req = RemotingCommand.request(RequestCode.NOTIFY_CONSUMER_IDS_CHANGED, {"consumerGroup": "g"})
+    with pytest.raises(RemotingTimeoutError):
+        await asyncio.wait_for(conn.invoke_oneway(req, 0.05), 2.0)
+    with pytest.raises(RemotingTimeoutError):
+        await asyncio.wait_for(conn.invoke(req, 0.05), 2.0)  # the invoke timeout covers the wait to write
+    assert not conn._drain_waiters and not conn._pending
+    conn.resume_writing()
+    await conn.invoke_oneway(req, 0.05)
