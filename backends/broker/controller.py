@@ -248,8 +248,7 @@ class BrokerController:
         self.consumer_offset_manager.persist()
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
-        if self._store_started:
-            await self.message_store.shutdown()
+        await self.message_store.shutdown()
 
     async def _persist_offsets_loop(self) -> None:
         interval = max(0.1, self.config.flush_consumer_offset_interval / 1000.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from backends.api import BackendError
 from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import Header, HeaderError, guarded
 from backends.broker.subscription_group_manager import alter_attributes
@@ -325,10 +324,6 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
                     pass
         return request.response(body=table)
 
-    @guarded
-    async def not_supported(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
-        raise BackendError(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request code {request.code} not supported")
-
     reg(RequestCode.UPDATE_AND_CREATE_TOPIC, create_topic)
     reg(RequestCode.DELETE_TOPIC_IN_BROKER, delete_topic)
     reg(RequestCode.GET_ALL_TOPIC_CONFIG, all_topic_config)
@@ -354,4 +349,3 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.GET_BROKER_CONFIG, broker_config)
     reg(RequestCode.UPDATE_BROKER_CONFIG, update_broker_config)
     reg(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, reset_offset)
-    del not_supported
