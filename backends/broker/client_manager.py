@@ -11,6 +11,11 @@ from typing import Any
 log = logging.getLogger("rocketmq.broker")
 
 
+def channel_key(conn: Any, client_id: str) -> int:
+    """A client's key in its group's channel table: its connection, or its client id when in-process."""
+    return id(conn) if conn is not None else hash(client_id)
+
+
 @dataclass(slots=True)
 class SubscriptionData:
     topic: str
@@ -63,7 +68,7 @@ class ConsumerGroupInfo:
     consume_type: str = "CONSUME_PASSIVELY"
     message_model: str = "CLUSTERING"
     consume_from_where: str = "CONSUME_FROM_LAST_OFFSET"
-    channels: dict[int, ClientChannelInfo] = field(default_factory=dict)  # id(conn) -> info
+    channels: dict[int, ClientChannelInfo] = field(default_factory=dict)  # channel_key() -> info
     subscription_table: dict[str, SubscriptionData] = field(default_factory=dict)
     last_update: float = field(default_factory=time.time)
 
@@ -90,7 +95,7 @@ class ConsumerManager:
             g = self.consumer_table[group] = ConsumerGroupInfo(group)
         g.consume_type, g.message_model, g.consume_from_where = consume_type, message_model, consume_from_where
         g.last_update = time.time()
-        key = id(info.conn) if info.conn is not None else hash(info.client_id)
+        key = channel_key(info.conn, info.client_id)
         changed = key not in g.channels
         if changed:
             log.info("new consumer connected, group: %s %s", group, info.client_addr)
@@ -107,7 +112,7 @@ class ConsumerManager:
         g = self.consumer_table.get(group)
         if g is None:
             return False
-        key = id(conn) if conn is not None else hash(client_id)
+        key = channel_key(conn, client_id)
         removed = g.channels.pop(key, None) is not None
         if not g.channels:
             self.consumer_table.pop(group, None)
@@ -154,7 +159,7 @@ class ProducerManager:
 
     def register_producer(self, group: str, info: ClientChannelInfo) -> None:
         chans = self.group_channel_table.setdefault(group, {})
-        key = id(info.conn) if info.conn is not None else hash(info.client_id)
+        key = channel_key(info.conn, info.client_id)
         old = chans.get(key)
         if old is None:
             chans[key] = info
@@ -166,7 +171,7 @@ class ProducerManager:
         chans = self.group_channel_table.get(group)
         if chans is None:
             return
-        chans.pop(id(conn) if conn is not None else hash(client_id), None)
+        chans.pop(channel_key(conn, client_id), None)
         if not chans:
             del self.group_channel_table[group]
 
