@@ -254,15 +254,21 @@ class BrokerController:
         interval = max(0.1, self.config.flush_consumer_offset_interval / 1000.0)
         while True:
             await asyncio.sleep(interval)
-            self.consumer_offset_manager.persist_if_dirty()
+            try:
+                self.consumer_offset_manager.persist_if_dirty()
+            except Exception:
+                log.exception("persist consumer offsets failed")
 
     async def _housekeeping_loop(self) -> None:
         """RocketMQ's ClientHousekeepingService: forget clients without a heartbeat for 120 s."""
         while True:
             await asyncio.sleep(10)
-            for group in self.consumer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS):
-                self.notify_consumer_ids_changed(group)
-            self.producer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS)
+            try:
+                for group in self.consumer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS):
+                    self.notify_consumer_ids_changed(group)
+                self.producer_manager.scan_not_active(CHANNEL_EXPIRED_SECONDS)
+            except Exception:
+                log.exception("client housekeeping failed")
 
     def _on_topic_change(self, tc: TopicConfig | None) -> None:
         if self._started:
