@@ -12,7 +12,7 @@ import logging
 
 from backends.remoting.command import RemotingCommand
 from backends.remoting.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
-from backends.remoting.server import DEFAULT_ONEWAY_TIMEOUT, Connection, Processor
+from backends.remoting.server import DEFAULT_ONEWAY_TIMEOUT, Connection, Processor, close_all
 
 __all__ = [
     "RemotingClient",
@@ -115,10 +115,4 @@ class RemotingClient:
         self._closed = True
         conns = list(self._connections.values())
         self._connections.clear()
-        for conn in conns:
-            conn.close()
-        for conn in conns:
-            try:
-                await asyncio.wait_for(conn.wait_closed(), 2.0)
-            except TimeoutError:
-                pass
+        await close_all(conns)

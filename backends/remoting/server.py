@@ -318,6 +318,17 @@ class Connection(asyncio.Protocol):
         return f"<Connection {self.local_addr} -> {self.remote_addr}{' closed' if self._closed else ''}>"
 
 
+async def close_all(conns: list[Connection], timeout: float = 2.0) -> None:
+    """Close ``conns`` and wait (at most ``timeout`` each) until they are closed."""
+    for conn in conns:
+        conn.close()
+    for conn in conns:
+        try:
+            await asyncio.wait_for(conn.wait_closed(), timeout)
+        except TimeoutError:
+            pass
+
+
 # A processor answers a request with a response, or None for oneway requests.
 Processor = Callable[[RemotingCommand, Connection], Awaitable[RemotingCommand | None]]
 
@@ -375,14 +386,7 @@ class RemotingServer:
     async def shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        conns = list(self._connections)
-        for conn in conns:
-            conn.close()
-        for conn in conns:
-            try:
-                await asyncio.wait_for(conn.wait_closed(), 2.0)
-            except TimeoutError:
-                pass
+        await close_all(list(self._connections))
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
