@@ -13,7 +13,7 @@ import pytest
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from tests.harness import CPP_CLIENT_PYTHON, REPO, command, free_port, server
+from tests.harness import CPP_CLIENT_PYTHON, REPO, command, free_port, poll_until, server
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +37,10 @@ def test_cpp_client_send_sync_and_push_consumer(tmp_path: Path) -> None:
     with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
             server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
         asyncio.run(create_topic(f"127.0.0.1:{port}", "CppTopic"))
-        import time
-
-        time.sleep(0.5)  # re-registration with the NameServer after the topic change
+        # the broker re-registers with the NameServer after the topic change: wait until the route shows it
+        poll_until(lambda: subprocess.run([command("mqadmin"), "topicRoute", "-n", ns, "-t", "CppTopic"],
+                                          capture_output=True, timeout=10).returncode == 0,
+                   timeout=15, what="CppTopic route on the NameServer")
         cp = subprocess.run(
             [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "send_and_consume.py"), ns, "CppTopic",
              "CppGroup", "100"],

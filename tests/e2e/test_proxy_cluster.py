@@ -84,7 +84,6 @@ def test_cluster_two_brokers_two_proxy_processes(tmp_path):
 def test_sdk_clients_survive_proxy_restart(tmp_path):
     """Sessions live in the client's own streams: a restarted proxy process serves the same clients."""
     import subprocess
-    import time
 
     from tests.e2e.proxy_stack import EARLIEST, PROXY_BOOT, parse_result
     from tests.harness import REPO, SDK_PYTHON, ServerProcess
@@ -102,8 +101,7 @@ def test_sdk_clients_survive_proxy_restart(tmp_path):
             poll_until(lambda: (sig / "ready").exists() or client.poll() is not None, timeout=60,
                        what="first round trip")
             old = st.procs.pop()
-            old.stop()
-            time.sleep(1)
+            old.stop()  # waits for the process to exit, so its port is free
             new = ServerProcess(old.args, tmp_path)
             st.procs.append(new)
             new.wait_for(PROXY_BOOT, 30)
