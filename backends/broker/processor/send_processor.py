@@ -96,10 +96,9 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         delay_level = h.i("delayLevel", 0)
         origin_msg_id = h.s("originMsgId", "")
         origin_topic = h.s("originTopic", "")
-        max_times = h.opt("maxReconsumeTimes")
+        max_times = h.i("maxReconsumeTimes") if h.opt("maxReconsumeTimes") not in (None, "") else None
         result = await broker.consumer_send_msg_back(
-            group, offset, delay_level, origin_msg_id, origin_topic,
-            int(max_times) if max_times not in (None, "") else None)
+            group, offset, delay_level, origin_msg_id, origin_topic, max_times)
         code, remark = put_status_code(result)
         return request.response(code, remark or None)
 
