@@ -100,7 +100,7 @@ def run(out: dict) -> None:
         consumer.ack(got[1])
         consumer.change_invisible_duration(got[2], 1)
         again: list = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not again:
             again = consumer.receive(16, 15) or []
         out["redelivered"] = [msg_dict(m) for m in again]
