@@ -25,6 +25,7 @@ from typing import Any
 
 import grpc
 
+from backends.tools.bench_stats import percentile
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from protos.apache.rocketmq.v2 import service_pb2_grpc
@@ -41,10 +42,7 @@ class Stats:
     last_error: str = ""
 
     def pct(self, q: float) -> float:
-        if not self.lat_ms:
-            return 0.0
-        s = sorted(self.lat_ms)
-        return s[min(len(s) - 1, int(q * len(s)))]
+        return percentile(sorted(self.lat_ms), q)
 
 
 def _args(argv: list[str]) -> argparse.Namespace:

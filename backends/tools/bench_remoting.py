@@ -23,6 +23,7 @@ from backends.model import properties_to_string
 from backends.remoting.client import RemotingClient, RemotingError
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import SERIALIZE_JSON, SERIALIZE_ROCKETMQ, RemotingCommand
+from backends.tools.bench_stats import percentile
 
 _SIZE = struct.Struct(">i")
 
@@ -38,13 +39,6 @@ def count_records(body: bytes) -> int:
         pos += size
         n += 1
     return n
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return 0.0
-    k = min(len(sorted_values) - 1, max(0, int(round(p * (len(sorted_values) - 1)))))
-    return sorted_values[k]
 
 
 class Stats:

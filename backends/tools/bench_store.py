@@ -17,6 +17,7 @@ import time
 
 from backends.model import AppendResult, Message, PutMessageResult, PutMessageStatus
 from backends.store.message_store import MessageStore, MessageStoreConfig
+from backends.tools.bench_stats import percentile
 
 
 class _NoopStore(MessageStore):
@@ -40,12 +41,6 @@ class _NoopStore(MessageStore):
             loop.call_soon(self._noop_drain)
         status = await self._noop_fut
         return PutMessageResult(status, [AppendResult(0, len(m.body), 0, 0, "") for m in messages])
-
-
-def _pct(sorted_vals: list[float], p: float) -> float:
-    if not sorted_vals:
-        return 0.0
-    return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * p))]
 
 
 async def _append(args: argparse.Namespace, directory: str) -> int:
@@ -102,8 +97,8 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
     print(f"messages={n} errors={errors[0]} seconds={elapsed:.2f} fdatasync_rounds={fsync_rounds} "
           f"in_fdatasync={sync_s:.2f}s process_cpu={cpu * 100:.0f}% event_loop_thread_cpu={loop_cpu * 100:.0f}%")
     print(f"throughput: {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1048576:,.1f} MiB/s")
-    print(f"latency per put_messages call: p50={_pct(lat, .5) * 1e3:.3f} ms  p99={_pct(lat, .99) * 1e3:.3f} ms  "
-          f"p999={_pct(lat, .999) * 1e3:.3f} ms")
+    print(f"latency per put_messages call: p50={percentile(lat, .5) * 1e3:.3f} ms  p99={percentile(lat, .99) * 1e3:.3f} ms  "
+          f"p999={percentile(lat, .999) * 1e3:.3f} ms")
     import resource
 
     print(f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "

@@ -28,12 +28,7 @@ from backends.broker.broker_config import BrokerConfig
 from backends.broker.controller import BrokerController
 from backends.local import LocalBackend
 from backends.model import Message, MessageConst, SubscriptionGroupConfig, TopicConfig
-
-
-def _pct(sorted_vals: list[float], p: float) -> float:
-    if not sorted_vals:
-        return 0.0
-    return sorted_vals[min(len(sorted_vals) - 1, int(len(sorted_vals) * p))]
+from backends.tools.bench_stats import percentile
 
 
 def rss_mib() -> float:
@@ -157,8 +152,8 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
           f"consumers={args.consumers} send_seconds={send_s:.2f} sent_after_due={state['sent_after_due']}")
     print(f"SUMMARY delivered={state['delivered']} lost={lost} duplicates={state['dup']} early={state['early']} "
           f"acks_failed={state['acks_failed']}")
-    print(f"SUMMARY lateness_ms p50={_pct(lateness, .5):.1f} p99={_pct(lateness, .99):.1f} "
-          f"p999={_pct(lateness, .999):.1f} max={lateness[-1] if lateness else 0.0:.1f} "
+    print(f"SUMMARY lateness_ms p50={percentile(lateness, .5):.1f} p99={percentile(lateness, .99):.1f} "
+          f"p999={percentile(lateness, .999):.1f} max={lateness[-1] if lateness else 0.0:.1f} "
           f"min={lateness[0] if lateness else 0.0:.1f}")
     print(f"SUMMARY peak_rss_mib={rss_mib():.0f} process_cpu={cpu_share * 100:.0f}% "
           f"loadavg_1m={os.getloadavg()[0]:.1f} (2 cores here: other load delays delivery)")
