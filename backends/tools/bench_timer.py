@@ -3,6 +3,7 @@
     mqbench timer --messages 100000 --spread-seconds 30 --lead-seconds 15 --consumers 4
     mqbench timer --burst ...            every message due at the same moment
     mqbench timer --flush SYNC_FLUSH ...
+    mqbench timer --load-rate 2000 ...   normal messages sent and consumed alongside (timers under load)
 
 A BrokerController runs in this process on a temporary store (no remoting). N messages with
 TIMER_DELIVER_MS spread evenly over ``--spread-seconds`` (starting ``--lead-seconds`` from the start of
@@ -64,6 +65,36 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
     state = {"sent": 0, "sent_after_due": 0, "delivered": 0, "early": 0, "dup": 0, "acks_failed": 0,
              "send_done_ms": 0.0, "max_late": 0.0}
     stop = asyncio.Event()
+    load = {"sent": 0, "received": 0}
+    load_topic, load_group = args.topic + "Load", args.group + "Load"
+    if args.load_rate:
+        broker.create_topic(TopicConfig(load_topic, args.queues, args.queues))
+        broker.update_subscription_group(SubscriptionGroupConfig(load_group))
+
+    async def load_producer() -> None:
+        # --load-rate normal messages/s in batches of 16, paced against the clock (no drift)
+        body = b"L" * args.size
+        t0 = time.monotonic()
+        k = 0
+        while not stop.is_set():
+            msgs = [Message(load_topic, body, {MessageConst.TAGS: "L"}, queue_id=(k + j) % args.queues)
+                    for j in range(16)]
+            await be.send_message(broker.broker_name, msgs, 30)
+            k += 16
+            load["sent"] += 16
+            ahead = t0 + k / args.load_rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    async def load_consumer() -> None:
+        req = PopRequest(load_group, load_topic, -1, 32, invisible_time_ms=60_000, poll_time_ms=500)
+        while not stop.is_set():
+            res = await be.pop_message(broker.broker_name, req, 5)
+            if res.status is not PopStatus.FOUND:
+                continue
+            load["received"] += len(res.messages)
+            await be.ack_messages(broker.broker_name, load_group, load_topic,
+                                  [m.properties[MessageConst.POP_CK] for m in res.messages])
 
     async def producer(pid: int) -> None:
         # queue pid's messages: i = pid, pid + P, ... sent in batches of args.batch
@@ -122,9 +153,10 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
             now = time.time() * 1000
             due_by_now = (0 if now < first_due else n if now >= last_due or spread_ms == 0
                           else int((now - first_due) * (n - 1) / spread_ms) + 1)
+            extra = f" load sent {load['sent']:,} received {load['received']:,}" if args.load_rate else ""
             print(f"[{time.monotonic() - t0:6.1f}s] sent {state['sent']:,} due {due_by_now:,} "
                   f"delivered {state['delivered']:,} early {state['early']} max lateness "
-                  f"{state['max_late']:.0f} ms rss {rss_mib():.0f} MiB", flush=True)
+                  f"{state['max_late']:.0f} ms rss {rss_mib():.0f} MiB{extra}", flush=True)
             if now > last_due + args.bound_seconds * 1000:
                 stop.set()
 
@@ -132,6 +164,8 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
     w0 = time.perf_counter()
     consumers = [asyncio.create_task(consumer()) for _ in range(args.consumers)]
     rep = asyncio.create_task(reporter())
+    loaders = ([asyncio.create_task(load_producer()), asyncio.create_task(load_consumer()),
+                asyncio.create_task(load_consumer())] if args.load_rate else [])
     t_send = time.perf_counter()
     await asyncio.gather(*(producer(p) for p in range(args.producers)))
     send_s = time.perf_counter() - t_send
@@ -141,15 +175,19 @@ async def _run(args: argparse.Namespace, directory: str) -> int:
           f"{(last_due - state['send_done_ms']) / 1000:+.2f} s", flush=True)
     await stop.wait()
     cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
-    for t in consumers:
+    elapsed = time.perf_counter() - w0
+    for t in consumers + loaders:
         t.cancel()
-    await asyncio.gather(*consumers, rep, return_exceptions=True)
+    await asyncio.gather(*consumers, *loaders, rep, return_exceptions=True)
     await broker.shutdown()
     lateness.sort()
     lost = n - state["delivered"]
     mode = "burst" if args.burst else f"spread {args.spread_seconds:g}s"
     print(f"SUMMARY timer: messages={n} mode={mode} lead={args.lead_seconds:g}s flush={args.flush} "
           f"consumers={args.consumers} send_seconds={send_s:.2f} sent_after_due={state['sent_after_due']}")
+    if args.load_rate:
+        print(f"SUMMARY load: {load['sent']:,} normal messages sent ({load['sent'] / elapsed:,.0f}/s of "
+              f"--load-rate {args.load_rate:g}), {load['received']:,} consumed")
     print(f"SUMMARY delivered={state['delivered']} lost={lost} duplicates={state['dup']} early={state['early']} "
           f"acks_failed={state['acks_failed']}")
     print(f"SUMMARY lateness_ms p50={percentile(lateness, .5):.1f} p99={percentile(lateness, .99):.1f} "
@@ -177,6 +215,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch", type=int, default=32, help="messages per send")
     p.add_argument("--size", type=int, default=256, help="body bytes")
     p.add_argument("--queues", type=int, default=8)
+    p.add_argument("--load-rate", type=float, default=0.0,
+                   help="also send and consume this many normal messages/s on another topic (timers under load)")
     p.add_argument("--invisible-seconds", type=int, default=60)
     p.add_argument("--flush", choices=["SYNC_FLUSH", "ASYNC_FLUSH"], default="ASYNC_FLUSH")
     p.add_argument("--topic", default="BenchTimerTopic")

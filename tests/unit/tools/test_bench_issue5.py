@@ -28,6 +28,17 @@ def test_timer_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0
 
 
+def test_timer_under_load_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = bench_timer.main(["timer", "-n", "200", "--spread-seconds", "0.5", "--lead-seconds", "0.7",
+                           "--bound-seconds", "5", "--consumers", "2", "--producers", "2", "--load-rate", "500"])
+    s = _summary(capsys.readouterr().out)
+    load = re.search(r"load: ([\d,]+) normal messages sent .* ([\d,]+) consumed", s)
+    assert load, s
+    assert int(load[1].replace(",", "")) > 0 and int(load[2].replace(",", "")) > 0
+    assert "delivered=200 lost=0 duplicates=0 early=0" in s
+    assert rc == 0
+
+
 def test_filter_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     rc = bench_filter.main(["filter", "-n", "400", "--size", "64", "--consumers", "2",
                             "--micro-seconds", "0.05"])
