@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class MessageConst:
@@ -421,10 +422,52 @@ class AppendResult:
     msg_id: str  # offset message id
 
 
+class AppendResults(Sequence[AppendResult]):
+    """The AppendResults of one stored batch, built on access: the store's put path keeps three ints
+    per message (``placed`` = [commitlog offset, size, queue offset, ...]) instead of an object and a
+    message id string per message."""
+
+    __slots__ = ("placed", "store_timestamp", "msg_id_prefix")
+
+    def __init__(self, placed: list[int], store_timestamp: int, msg_id_prefix: str) -> None:
+        self.placed = placed
+        self.store_timestamp = store_timestamp
+        self.msg_id_prefix = msg_id_prefix
+
+    def __len__(self) -> int:
+        return len(self.placed) // 3
+
+    def _at(self, i: int) -> AppendResult:
+        pos, size, qoff = self.placed[3 * i:3 * i + 3]
+        return AppendResult(pos, size, qoff, self.store_timestamp, f"{self.msg_id_prefix}{pos:016X}")
+
+    @overload
+    def __getitem__(self, i: int) -> AppendResult: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[AppendResult]: ...
+
+    def __getitem__(self, i: int | slice) -> AppendResult | list[AppendResult]:
+        n = len(self)
+        if isinstance(i, slice):
+            return [self._at(k) for k in range(*i.indices(n))]
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("append result index out of range")
+        return self._at(i)
+
+    def __iter__(self) -> Iterator[AppendResult]:
+        return (self._at(k) for k in range(len(self)))
+
+    def __repr__(self) -> str:
+        return f"AppendResults({list(self)!r})"
+
+
 @dataclass(slots=True)
 class PutMessageResult:
     status: PutMessageStatus
-    results: list[AppendResult] = field(default_factory=list)
+    results: Sequence[AppendResult] = field(default_factory=list)
     error: str = ""
 
     @property

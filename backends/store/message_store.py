@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backends.model import (
-    AppendResult,
+    AppendResults,
     GetMessageResult,
     GetMessageStatus,
     Message,
@@ -513,11 +513,14 @@ class MessageStore:
         store_v4 = len(store_ip) == 4
         max_size = self.config.max_message_size
         topic_bytes = self._topic_bytes
-        results: list[AppendResult] = []
+        placed: list[int] = []  # commitlog offset, size, queue offset per message
         error: PutMessageResult | None = None
         for m in messages:
             props = m.properties
-            ps = ("\x02".join(map("\x01".join, props.items())) + "\x02").encode() if props else b""
+            pstr = ""
+            for k, v in props.items():
+                pstr += k + "\x01" + v + "\x02"
+            ps = pstr.encode()
             topic = m.topic
             tb = topic_bytes.get(topic)
             if tb is None:
@@ -574,13 +577,14 @@ class MessageStore:
             pend[1].extend(_cq_pack(pos, size, tc))
             if (_UNIQ in props or _KEYS in props) and self.config.message_index_enable:
                 self._queue_index(topic, props, pos, now)
-            results.append(AppendResult(pos, size, qoff, now, f"{self._msg_id_prefix}{pos:016X}"))
+            placed += (pos, size, qoff)
             pos += size
         if error is not None:
-            self._rollback_encoded(start_pos, mark, messages[:len(results)])
+            self._rollback_encoded(start_pos, mark, messages[:len(placed) // 3])
             return error
         self._enc_pos = pos
-        self._pend_count += len(results)
+        self._pend_count += len(placed) // 3
+        results = AppendResults(placed, now, self._msg_id_prefix)
         if self._pend_count >= self._early_drain:
             # SYNC_FLUSH: start the fdatasync of what is pending now, so that it runs (in its thread)
             # while the event loop encodes the next writers' batches: group commit as a pipeline

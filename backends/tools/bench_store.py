@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 
-from backends.model import AppendResult, Message, PutMessageResult, PutMessageStatus
+from backends.model import AppendResults, Message, PutMessageResult, PutMessageStatus
 from backends.store.message_store import MessageStore, MessageStoreConfig
 from backends.tools.bench_stats import percentile
 
@@ -40,7 +40,7 @@ class _NoopStore(MessageStore):
             self._noop_fut = loop.create_future()
             loop.call_soon(self._noop_drain)
         status = await self._noop_fut
-        return PutMessageResult(status, [AppendResult(0, len(m.body), 0, 0, "") for m in messages])
+        return PutMessageResult(status, AppendResults([0, 0, 0] * len(messages), 0, ""))
 
 
 async def _append(args: argparse.Namespace, directory: str) -> int:
@@ -64,13 +64,13 @@ async def _append(args: argparse.Namespace, directory: str) -> int:
         local_lat = lat
         while perf() < stop_at:
             msgs = []
+            born = int(time.time() * 1000)
             for _ in range(args.batch):
                 seq[0] += 1
                 props = {"TAGS": "TagA"}
                 if args.keys:
                     props["UNIQ_KEY"] = f"7F000001{os.getpid():04X}{seq[0]:016X}"
-                msgs.append(Message(args.topic, body, props, queue_id=wid % args.queues,
-                                    born_timestamp=int(time.time() * 1000)))
+                msgs.append(Message(args.topic, body, props, queue_id=wid % args.queues, born_timestamp=born))
             t0 = perf()
             r = await store.put_messages(msgs)
             local_lat.append(perf() - t0)

@@ -204,3 +204,18 @@ async def test_delete_topics(make_store: StoreFactory) -> None:
     assert s.get_max_offset_in_queue("Kept", 0) == 1
     r = await s.put_messages([msg(topic="Gone")])
     assert r.results[0].queue_offset == 0
+
+
+def test_append_results_sequence() -> None:
+    import pytest
+
+    from backends.model import AppendResult, AppendResults
+
+    r = AppendResults([100, 10, 5, 110, 20, 6], 1234, "7F00000100002A9F")
+    assert len(r) == 2 and bool(r)
+    assert r[0] == AppendResult(100, 10, 5, 1234, "7F00000100002A9F0000000000000064")
+    assert r[-1].queue_offset == 6 and r[1].commitlog_offset == 110 and r[1].store_size == 20
+    assert [a.queue_offset for a in r] == [5, 6] and r[1:] == [r[1]]
+    with pytest.raises(IndexError):
+        r[2]
+    assert not AppendResults([], 0, "")
