@@ -20,7 +20,6 @@ import shutil
 import struct
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +48,7 @@ from backends.store.record import (
     MESSAGE_MAGIC_CODE,
     RecordError,
     RecordView,
+    _crc32,
     _ip_cache,
     decode_record,
     encode_record,
@@ -65,7 +65,6 @@ _I16 = struct.Struct(">h")
 _head_pack = _HEAD_V4.pack
 _cq_pack = CQ_ENTRY.pack
 _i16_pack = _I16.pack
-_crc32 = zlib.crc32
 _NOT_HOST_V6 = ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6)
 _TAGS = MessageConst.TAGS
 _KEYS = MessageConst.KEYS
@@ -513,6 +512,10 @@ class MessageStore:
         store_v4 = len(store_ip) == 4
         max_size = self.config.max_message_size
         topic_bytes = self._topic_bytes
+        store_port = self._store_port
+        index_on = self.config.message_index_enable
+        last_key: tuple[str, int] | None = None
+        cq_entries = bytearray()
         placed: list[int] = []  # commitlog offset, size, queue offset per message
         error: PutMessageResult | None = None
         for m in messages:
@@ -539,8 +542,8 @@ class MessageStore:
                 break
             born_host = m.born_host
             born_ip = _ip_cache.get(born_host[0]) or ip_bytes(born_host[0])
-            v6 = len(born_ip) == 16 or not store_v4
             size = 90 + len(body) + len(tb) + len(ps)
+            v6 = len(born_ip) == 16 or not store_v4
             if v6:
                 size += (12 if len(born_ip) == 16 else 0) + (0 if store_v4 else 12)
             if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
@@ -555,27 +558,31 @@ class MessageStore:
                 seg_end += fs
             qid = m.queue_id
             key = (topic, qid)
-            qoff = next_q.get(key)
-            if qoff is None:
-                qoff = self._cq(topic, qid).max_offset
+            if key != last_key:  # messages of a batch mostly share one queue: one entry buffer per run
+                pend = pend_cq.get(key)
+                if pend is None:
+                    first = next_q.get(key)
+                    if first is None:
+                        first = next_q[key] = self._cq(topic, qid).max_offset
+                    pend = pend_cq[key] = (first, bytearray())
+                cq_entries = pend[1]
+                last_key = key
+            qoff = next_q[key]
             next_q[key] = qoff + 1
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
                 parts += (_head_pack(size, MESSAGE_MAGIC_CODE, _crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
                                      m.sys_flag & _NOT_HOST_V6, m.born_timestamp, born_ip, born_host[1], now,
-                                     store_ip, self._store_port, m.reconsume_times, m.prepared_transaction_offset,
+                                     store_ip, store_port, m.reconsume_times, m.prepared_transaction_offset,
                                      len(body)),
                           body, tb, _i16_pack(len(ps)), ps)
             tag = props.get(_TAGS)
             tc = tag_codes.get(tag)
             if tc is None:
                 tc = self._tag_code(tag)
-            pend = pend_cq.get(key)
-            if pend is None:
-                pend = pend_cq[key] = (qoff, bytearray())
-            pend[1].extend(_cq_pack(pos, size, tc))
-            if (_UNIQ in props or _KEYS in props) and self.config.message_index_enable:
+            cq_entries += _cq_pack(pos, size, tc)
+            if index_on and (_UNIQ in props or _KEYS in props):
                 self._queue_index(topic, props, pos, now)
             placed += (pos, size, qoff)
             pos += size
