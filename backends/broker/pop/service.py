@@ -114,6 +114,7 @@ class InFlight:
 
 
 QueueKey = tuple[str, str, int]  # (group, topic, queue_id)
+WaiterKey = tuple[str, str, str]  # a long-polling subscription: (group, filter type, filter expression)
 
 
 @dataclass(slots=True)
@@ -206,7 +207,8 @@ class PopMessageService:
         self.revive_topic = REVIVE_TOPIC_PREFIX + cluster
         self.states: dict[QueueKey, QueueState] = {}
         self.state_log = PopStateLog(broker, self.revive_topic, REVIVE_QUEUE_ID)
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # long-polling pops: topic -> subscription (group, filter) -> futures in arrival order
+        self._waiters: dict[str, dict[WaiterKey, dict[asyncio.Future[None], None]]] = {}
         self._waiter_count = 0
         self._rr: dict[tuple[str, str], int] = {}
         self._filters: OrderedDict[tuple[str, str], MessageFilter | None] = OrderedDict()
@@ -253,10 +255,11 @@ class PopMessageService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._revive_task
             self._revive_task = None
-        for futs in self._waiters.values():
-            for f in futs:
-                if not f.done():
-                    f.set_result(None)
+        for subs in self._waiters.values():
+            for futs in subs.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(None)
         with contextlib.suppress(Exception):
             await self.snapshot()
         await self.state_log.close()
@@ -486,9 +489,14 @@ class PopMessageService:
             if poll_s > 0:
                 if self._waiter_count >= POLLING_MAX_WAITERS:
                     return PopResult(PopStatus.POLLING_FULL)
-                fut = self._add_waiter(request.topic)
+                wkey = (request.group, request.expression_type or "", request.expression or "")
+                fut = self._add_waiter(request.topic, wkey)
             try:
                 result = await self._pop_once(request, tc, mfilter, init_mode)
+                if len(result.messages) >= request.max_msg_nums:
+                    # a full batch: more may be waiting, so pass the arrival on to the next waiter
+                    self._wake_one(request.topic, (request.group, request.expression_type or "",
+                                                   request.expression or ""))
                 if result.messages or fut is None:
                     return result
                 remaining = end - loop_time()
@@ -501,7 +509,7 @@ class PopMessageService:
                     return result
             finally:
                 if fut is not None:
-                    self._remove_waiter(request.topic, fut)
+                    self._remove_waiter(request.topic, wkey, fut)
 
     async def _pop_once(self, req: PopRequest, tc: TopicConfig, mfilter: MessageFilter | None,
                         init_mode: str | None = None) -> PopResult:
@@ -634,24 +642,46 @@ class PopMessageService:
 
     # ------------------------------------------------------------------ long polling
 
-    def _add_waiter(self, topic: str) -> asyncio.Future[None]:
+    def _add_waiter(self, topic: str, key: WaiterKey) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(topic, set()).add(fut)
+        self._waiters.setdefault(topic, {}).setdefault(key, {})[fut] = None
         self._waiter_count += 1
         return fut
 
-    def _remove_waiter(self, topic: str, fut: asyncio.Future[None]) -> None:
-        s = self._waiters.get(topic)
-        if s is not None and fut in s:
-            s.discard(fut)
+    def _remove_waiter(self, topic: str, key: WaiterKey, fut: asyncio.Future[None]) -> None:
+        subs = self._waiters.get(topic)
+        futs = subs.get(key) if subs is not None else None
+        if subs is not None and futs is not None and fut in futs:
+            del futs[fut]
             self._waiter_count -= 1
-            if not s:
-                del self._waiters[topic]
+            if not futs:
+                del subs[key]
+                if not subs:
+                    del self._waiters[topic]
 
     def _wake(self, topic: str) -> None:
-        for fut in self._waiters.get(topic, ()):
-            if not fut.done():
-                fut.set_result(None)
+        """Wake every long-polling pop of ``topic`` (state changes: an ack unblocking a FIFO queue, a
+        message made visible again, shutdown)."""
+        for futs in self._waiters.get(topic, {}).values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def _wake_one(self, topic: str, only: WaiterKey | None = None) -> None:
+        """New messages: wake the longest-waiting pop of each subscription (group and filter) of
+        ``topic`` rather than all of them, so one consumer takes the batch instead of several racing
+        for a share of it (RocketMQ's PopLongPollingService wakes one request per arrival too). A pop
+        that returns a full batch passes the wake on to the next waiter."""
+        subs = self._waiters.get(topic)
+        if not subs:
+            return
+        for key, futs in subs.items():
+            if only is not None and key != only:
+                continue
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(None)
+                    break
 
     def _on_arrival(self, topic: str, queue_id: int, max_offset: int) -> None:
         """Store arrival listener: wake long-polling pops of ``topic`` (thread-safe)."""
@@ -662,9 +692,9 @@ class PopMessageService:
         except RuntimeError:
             running = None
         if running is not None and running is self._loop:
-            self._wake(topic)
+            self._wake_one(topic)
         elif self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake, topic)
+            self._loop.call_soon_threadsafe(self._wake_one, topic)
 
     def notify_message_arriving(self, topic: str) -> None:
         """Wake long-polling pops of ``topic`` (e.g. from NOTIFICATION or a retry put)."""
@@ -695,7 +725,7 @@ class PopMessageService:
         loop_time = asyncio.get_running_loop().time
         end = loop_time() + max(0, poll_time_ms) / 1000.0
         while True:
-            fut = self._add_waiter(topic)
+            fut = self._add_waiter(topic, (group, "", ""))
             try:
                 if self.has_message(group, topic, queue_id):
                     return True
@@ -706,7 +736,7 @@ class PopMessageService:
                 if not fut.done() or not self._started:
                     return self.has_message(group, topic, queue_id)
             finally:
-                self._remove_waiter(topic, fut)
+                self._remove_waiter(topic, (group, "", ""), fut)
 
     # ------------------------------------------------------------------ ack
 

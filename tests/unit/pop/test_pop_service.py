@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from backends.api import BackendError, PopStatus
+from backends.api import BackendError, PopResult, PopStatus
 from backends.broker.pop import extra_info as xi
 from backends.model import MessageConst, SubscriptionGroupConfig, TopicConfig, dlq_topic
 from backends.remoting.codes import ResponseCode
@@ -217,6 +219,54 @@ async def test_long_polling_is_woken_by_append(env: Env) -> None:
     res = await asyncio.wait_for(task, 5)
     assert bodies(res.messages) == ["m0"]
     assert loop.time() - t0 < 4
+
+
+async def _until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_arrival_wakes_one_long_poll_per_subscription(env: Env) -> None:
+    # two consumers of one group wait, a second group waits too: one message wakes one pop of the
+    # first group (the other keeps waiting instead of racing for nothing) and the second group's pop
+    earliest(env)
+    earliest(env, group="OtherGroup")
+    a = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=1_500))
+    b = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=1_500))
+    other = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=8_000, group="OtherGroup"))
+    await _until(lambda: env.service._waiter_count == 3)
+    pops = 0
+    real_pop_once = env.service._pop_once
+
+    async def counting_pop_once(*a: Any, **kw: Any) -> PopResult:
+        nonlocal pops
+        pops += 1
+        return await real_pop_once(*a, **kw)
+
+    env.service._pop_once = counting_pop_once  # type: ignore[method-assign]
+    await env.send(1, queue_id=3)
+    done, pending = await asyncio.wait({a, b}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1 and len(pending) == 1
+    assert bodies(done.pop().result().messages) == ["m0"]
+    assert bodies((await asyncio.wait_for(other, 5)).messages) == ["m0"]
+    assert pops == 2  # the waiting consumer of the first group was not woken to find nothing
+    # the pop left waiting times out empty (nothing was lost to it)
+    res = await asyncio.wait_for(pending.pop(), 5)
+    assert res.status is PopStatus.POLLING_NOT_FOUND
+
+
+async def test_a_full_batch_passes_the_wake_on(env: Env) -> None:
+    # 3 messages, pops of at most 2: the pop woken first takes 2 and wakes the next waiter for the rest
+    earliest(env)
+    a = asyncio.create_task(env.pop(2, queue_id=-1, poll_time_ms=8_000))
+    b = asyncio.create_task(env.pop(2, queue_id=-1, poll_time_ms=8_000))
+    await _until(lambda: env.service._waiter_count == 2)
+    await env.send(3, queue_id=3)
+    got = [await asyncio.wait_for(t, 5) for t in (a, b)]
+    assert sorted(len(r.messages) for r in got) == [1, 2]
 
 
 async def test_long_polling_times_out(env: Env) -> None:
