@@ -14,7 +14,7 @@ from backends.namesrv.route_info_manager import DataVersion, RouteInfoManager
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from backends.remoting.header import get_bool, get_int, require, require_int
+from backends.remoting.header import Header
 from backends.remoting.server import Connection, RemotingServer
 
 log = logging.getLogger("RocketmqNamesrv")
@@ -127,22 +127,25 @@ class DefaultRequestProcessor:
     # -- KV config ---------------------------------------------------------------------------------
 
     async def put_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.kv.put(require(req, "namespace"), require(req, "key"), require(req, "value"))
+        h = Header(req)
+        self.kv.put(h.s("namespace"), h.s("key"), h.s("value"))
         return req.response()
 
     async def get_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        ns, key = require(req, "namespace"), require(req, "key")
+        h = Header(req)
+        ns, key = h.s("namespace"), h.s("key")
         value = self.kv.get(ns, key)
         if value is None:
             return req.response(ResponseCode.QUERY_NOT_FOUND, f"No config item, Namespace: {ns} Key: {key}")
         return req.response(ext_fields={"value": value})
 
     async def delete_kv_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.kv.delete(require(req, "namespace"), require(req, "key"))
+        h = Header(req)
+        self.kv.delete(h.s("namespace"), h.s("key"))
         return req.response()
 
     async def get_kv_list_by_namespace(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        ns = require(req, "namespace")
+        ns = Header(req).s("namespace")
         table = self.kv.get_kv_list_by_namespace(ns)
         if table is None:
             return req.response(ResponseCode.QUERY_NOT_FOUND, f"No config item, Namespace: {ns}")
@@ -151,17 +154,18 @@ class DefaultRequestProcessor:
     # -- brokers -----------------------------------------------------------------------------------
 
     async def register_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        broker_name = require(req, "brokerName")
-        broker_addr = require(req, "brokerAddr")
-        cluster_name = require(req, "clusterName")
-        broker_id = require_int(req, "brokerId")
-        ha_server_addr = req.ext_fields.get("haServerAddr", "")
-        timeout_ms = get_int(req, "heartbeatTimeoutMillis", 0)
-        body_crc = get_int(req, "bodyCrc32", 0)
+        h = Header(req)
+        broker_name = h.s("brokerName")
+        broker_addr = h.s("brokerAddr")
+        cluster_name = h.s("clusterName")
+        broker_id = h.i("brokerId")
+        ha_server_addr = h.s("haServerAddr", "")
+        timeout_ms = h.i("heartbeatTimeoutMillis", 0)
+        body_crc = h.i("bodyCrc32", 0)
         if body_crc and req.body and crc32(req.body) != body_crc:
             log.warning("receive registerBroker request, crc32 not match from %s", conn.remote_addr)
             return req.response(ResponseCode.SYSTEM_ERROR, "crc32 not match")
-        compressed = get_bool(req, "compressed", False)
+        compressed = h.b("compressed", False)
         try:
             if compressed and req.body:
                 topic_configs, data_version = parse_compressed_register_body(req.body)
@@ -192,20 +196,18 @@ class DefaultRequestProcessor:
         return req.response(ext_fields=ext, body=body)
 
     async def unregister_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.route.unregister_broker(
-            require(req, "clusterName"),
-            require(req, "brokerAddr"),
-            require(req, "brokerName"),
-            require_int(req, "brokerId"),
-        )
+        h = Header(req)
+        self.route.unregister_broker(h.s("clusterName"), h.s("brokerAddr"), h.s("brokerName"), h.i("brokerId"))
         return req.response()
 
     async def broker_heartbeat(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.route.update_broker_info_update_timestamp(require(req, "clusterName"), require(req, "brokerAddr"))
+        h = Header(req)
+        self.route.update_broker_info_update_timestamp(h.s("clusterName"), h.s("brokerAddr"))
         return req.response()
 
     async def query_data_version(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        cluster, addr = require(req, "clusterName"), require(req, "brokerAddr")
+        h = Header(req)
+        cluster, addr = h.s("clusterName"), h.s("brokerAddr")
         try:
             dv = DataVersion.from_json(json_body.loads(req.body)) if req.body else DataVersion()
         except (ValueError, TypeError, AttributeError) as e:
@@ -217,17 +219,17 @@ class DefaultRequestProcessor:
         return req.response(ext_fields={"changed": "true" if changed else "false"}, body=body)
 
     async def wipe_write_perm_of_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        count = self.route.wipe_write_perm_of_broker(require(req, "brokerName"))
+        count = self.route.wipe_write_perm_of_broker(Header(req).s("brokerName"))
         return req.response(ext_fields={"wipeTopicCount": str(count)})
 
     async def add_write_perm_of_broker(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        count = self.route.add_write_perm_of_broker(require(req, "brokerName"))
+        count = self.route.add_write_perm_of_broker(Header(req).s("brokerName"))
         return req.response(ext_fields={"addTopicCount": str(count)})
 
     # -- routes and topics -------------------------------------------------------------------------
 
     async def get_route_info_by_topic(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topic = require(req, "topic")
+        topic = Header(req).s("topic")
         route = self.route.pickup_topic_route_data(topic)
         if route is None:
             return req.response(
@@ -249,15 +251,16 @@ class DefaultRequestProcessor:
     async def get_topics_by_cluster(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
         if not self.config.enableTopicList:
             return req.response(ResponseCode.SYSTEM_ERROR, "disable")
-        topics = self.route.get_topics_by_cluster(require(req, "cluster"))
+        topics = self.route.get_topics_by_cluster(Header(req).s("cluster"))
         return req.response(body=json_body.dumps({"topicList": topics}))
 
     async def delete_topic_in_namesrv(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        self.route.delete_topic(require(req, "topic"), req.ext_fields.get("clusterName") or None)
+        h = Header(req)
+        self.route.delete_topic(h.s("topic"), h.opt("clusterName") or None)
         return req.response()
 
     async def register_topic_to_namesrv(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        topic = require(req, "topic")
+        topic = Header(req).s("topic")
         try:
             route = TopicRouteData.from_json(json_body.loads(req.body)) if req.body else TopicRouteData()
         except (ValueError, TypeError, KeyError, AttributeError) as e:
@@ -270,7 +273,8 @@ class DefaultRequestProcessor:
         return req.response(body=json_body.dumps({"topicList": topics, "brokerAddr": addr}))
 
     async def get_broker_member_group(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:
-        group = self.route.get_broker_member_group(require(req, "clusterName"), require(req, "brokerName"))
+        h = Header(req)
+        group = self.route.get_broker_member_group(h.s("clusterName"), h.s("brokerName"))
         return req.response(body=json_body.dumps({"brokerMemberGroup": group}))
 
     async def get_config(self, req: RemotingCommand, conn: Connection) -> RemotingCommand:

@@ -168,7 +168,7 @@ class Connection(asyncio.Protocol):
                 resp = await processor(cmd, self)
             except RemotingCommandException as e:
                 log.warning("bad request code %d from %s: %s", cmd.code, self.remote_addr, e)
-                resp = cmd.response(ResponseCode.SYSTEM_ERROR, str(e))
+                resp = e.response(cmd)
             except Exception as e:
                 log.exception("processor for request code %d from %s failed", cmd.code, self.remote_addr)
                 resp = cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(e).__name__}: {e}")

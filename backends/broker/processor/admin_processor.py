@@ -7,13 +7,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from backends.broker.broker_config import ConfigError, parse_properties
-from backends.broker.processor.common import Header, HeaderError, guarded
+from backends.broker.processor.common import guarded
 from backends.broker.subscription_group_manager import alter_attributes
 from backends.broker.topic_config_manager import parse_attributes
 from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header, RemotingCommandException
 from backends.store.record import encode_record
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         max_num = h.i("maxNum", 32)
         begin, end = h.i("beginTimestamp", 0), h.i("endTimestamp", 2**62)
         if max_num <= 0:
-            raise HeaderError("maxNum must be positive")
+            raise RemotingCommandException("maxNum must be positive")
         msgs = store.query_message(topic, key, max_num, begin, end)
         ext = {"indexLastUpdateTimestamp": str(int(time.time() * 1000)),
                "indexLastUpdatePhyoffset": str(store.get_max_phy_offset())}

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from backends.broker.client_manager import ClientChannelInfo, SubscriptionData
-from backends.broker.processor.common import Header, HeaderError, guarded, remote_host
+from backends.broker.processor.common import guarded, remote_host
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header, RemotingCommandException
 
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
@@ -95,7 +96,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         group, topic, qid = h.s("consumerGroup"), h.s("topic"), h.i("queueId")
         off = h.i("commitOffset")
         if off < 0:
-            raise HeaderError("commitOffset must not be negative")
+            raise RemotingCommandException("commitOffset must not be negative")
         broker.update_consumer_offset(group, topic, qid, off, remote_host(conn))
         return request.response()
 
@@ -107,7 +108,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             mqs = [(str(m["topic"]), str(m.get("brokerName") or broker.broker_name), int(m["queueId"]))
                    for m in data.get("mqSet") or []]
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise HeaderError(f"bad lock batch body: {e}") from None
+            raise RemotingCommandException(f"bad lock batch body: {e}") from None
         return group, client_id, mqs
 
     def mq_json(mqs: list[tuple[str, str, int]]) -> list[dict[str, object]]:
@@ -136,7 +137,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             client_id = str(data.get("clientId") or "")
             model = str(data.get("messageModel") or "CLUSTERING")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise HeaderError(f"bad QueryAssignmentRequestBody: {e}") from None
+            raise RemotingCommandException(f"bad QueryAssignmentRequestBody: {e}") from None
         tc = broker.topic_config_manager.select_topic_config(topic)
         if tc is None:
             return request.response(ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist")

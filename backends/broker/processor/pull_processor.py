@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.processor.common import Header, guarded, remote_host
+from backends.broker.processor.common import guarded, remote_host
 from backends.broker.pull_filter import build_pull_filter
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header
 
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController

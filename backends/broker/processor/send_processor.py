@@ -7,10 +7,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from backends.broker.controller import put_status_code
-from backends.broker.processor.common import Header, guarded, parse_host, remote_host
+from backends.broker.processor.common import guarded, parse_host, remote_host
 from backends.model import Message, MessageConst, string_to_properties
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header
 from backends.store.record import RecordError, decode_message_batch
 
 if TYPE_CHECKING:

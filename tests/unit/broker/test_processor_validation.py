@@ -39,3 +39,19 @@ async def test_bad_requests_get_error_responses(broker: BrokerController, client
     # the broker still works
     r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_BROKER_RUNTIME_INFO), 5)
     assert r.code == ResponseCode.SUCCESS
+
+
+async def test_header_errors_answer_one_line_remarks(broker: BrokerController, client: RemotingClient) -> None:
+    addr = broker.broker_addr
+    cases = [
+        (RequestCode.GET_MAX_OFFSET, {}, "the custom field <topic> is null"),
+        (RequestCode.GET_MAX_OFFSET, {"topic": "T", "queueId": "abc"}, "the custom field <queueId> is not a number: 'abc'"),
+        (RequestCode.PULL_MESSAGE, {"consumerGroup": "G", "topic": "T", "queueId": "0", "queueOffset": "9" * 30},
+         f"the custom field <queueOffset> is out of range: '{'9' * 30}'"),
+        (RequestCode.SEND_MESSAGE_V2, {"a": "P", "b": "T", "e": "x"}, "the custom field <e> is not a number: 'x'"),
+        (RequestCode.DELETE_SUBSCRIPTIONGROUP, {"groupName": "G", "cleanOffset": "maybe"},
+         "the custom field <cleanOffset> is not a boolean: 'maybe'"),
+    ]
+    for code, fields, remark in cases:
+        r = await client.invoke(addr, RemotingCommand.request(code, dict(fields)), 5)
+        assert (r.code, r.remark) == (ResponseCode.SYSTEM_ERROR, remark), (code, fields)
