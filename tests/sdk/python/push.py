@@ -26,17 +26,30 @@ from rocketmq import (
 
 class Listener(MessageListener):
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.cond = threading.Condition()  # notified after every delivery
         self.seen: list = []
         self.failed_once = False
 
     def consume(self, message) -> ConsumeResult:
-        with self.lock:
+        with self.cond:
             self.seen.append(msg_dict(message))
+            self.cond.notify_all()
             if message.body == b"push-0" and not self.failed_once:
                 self.failed_once = True
                 return ConsumeResult.FAILURE
         return ConsumeResult.SUCCESS
+
+    def done(self, sent: list) -> bool:
+        """Every sent message seen, and push-0 seen again after its failed first delivery (call with cond)."""
+        return {m["id"] for m in self.seen} >= set(sent) and self.failed_once and \
+            sum(1 for m in self.seen if m["body"] == "push-0") >= 2
+
+
+def polling(consumer, topic: str) -> bool:
+    """The consumer got its assignment for topic: it made a process queue and issued that queue's first long
+    poll (PushConsumer.__process_message_queues in SDK 5.1.2; the SDK exposes no public readiness hook)."""
+    queues = getattr(consumer, "_PushConsumer__process_queues", None)
+    return queues is not None and any(mq.topic == topic for mq in queues.keys())
 
 
 def main() -> None:
@@ -45,7 +58,12 @@ def main() -> None:
     listener = Listener()
     consumer = PushConsumer(cfg, group, listener, {topic: FilterExpression("*")})
     consumer.startup()
-    time.sleep(2)  # let the first long polls start (new groups begin at the queue's end)
+    # Send only once the consumer polls the topic, so a group that begins at the queue's end still sees
+    # every message (the e2e test's group is EARLIEST anyway). Bounded: on timeout send regardless and let
+    # the test's assertions report what was missed.
+    deadline = time.monotonic() + 30
+    while not polling(consumer, topic) and time.monotonic() < deadline:
+        time.sleep(0.05)
     producer = Producer(cfg, (topic,))
     producer.startup()
     sent = []
@@ -55,18 +73,13 @@ def main() -> None:
         m.body = f"push-{i}".encode()
         m.tag = "T"
         sent.append(producer.send(m).message_id)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with listener.lock:
-            ids = {m["id"] for m in listener.seen}
-            if ids >= set(sent) and listener.failed_once and \
-                    sum(1 for m in listener.seen if m["body"] == "push-0") >= 2:
-                break
-        time.sleep(0.2)
-    time.sleep(1)
+    with listener.cond:  # woken by each delivery, bounded by 60 s in all
+        listener.cond.wait_for(lambda: listener.done(sent), timeout=60)
     producer.shutdown()
-    consumer.shutdown()
-    emit({"sent": sent, "seen": listener.seen})
+    consumer.shutdown()  # waits for running listener calls and their ack / change-invisible to finish
+    with listener.cond:
+        seen = list(listener.seen)
+    emit({"sent": sent, "seen": seen})
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ class Listener(MessageListener):
     def consume(self, message) -> ConsumeResult:
         d = msg_dict(message)
         d["recv_ms"] = now_ms()
-        if d["body"] in self.slow:  # simulated long processing
+        if d["body"] in self.slow:
+            # Deliberate, not synchronisation: simulates a listener that takes this long to process the
+            # message (the behaviour under test, e.g. the SDK renewing the invisible time meanwhile).
             time.sleep(self.slow[d["body"]])
             d["done_ms"] = now_ms()
         with self.lock:
