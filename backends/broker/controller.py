@@ -246,8 +246,12 @@ class BrokerController:
         if not self._store_started:
             return
         self.consumer_offset_manager.persist()
-        self.topic_config_manager.persist()
-        self.subscription_group_manager.persist()
+        # the last tables, written off the loop after any auto-creation write still in flight
+        for mgr in (self.topic_config_manager, self.subscription_group_manager):
+            try:
+                await mgr.flush(timeout=30.0)
+            except TimeoutError:
+                log.error("persist %s timed out at shutdown", mgr.path)
         await self.message_store.shutdown()
 
     async def _persist_offsets_loop(self) -> None:

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, persist_json, read_json
+from backends.broker.config_manager import CoalescedPersistence, CoalescingPersister, DataVersion, read_json
 from backends.model import SubscriptionGroupConfig
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ def alter_attributes(current: dict[str, str], requested: dict[str, str]) -> dict
     return out
 
 
-class SubscriptionGroupManager:
+class SubscriptionGroupManager(CoalescedPersistence):
+    """Consumer groups by name; persist / request_persist / wait_persisted / flush from CoalescedPersistence."""
+
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.subscription_group_table: dict[str, SubscriptionGroupConfig] = {}
@@ -43,6 +45,7 @@ class SubscriptionGroupManager:
         self.path = os.path.join(config.store_path_root_dir, "config", "subscriptionGroup.json")
         for g in _SYSTEM_GROUPS:
             self.subscription_group_table[g] = SubscriptionGroupConfig(g)
+        self._persister = CoalescingPersister(lambda: self.path, self.encode, name="subscriptionGroup.json")
 
     def load(self) -> None:
         data = read_json(self.path)
@@ -62,18 +65,16 @@ class SubscriptionGroupManager:
             "dataVersion": self.data_version.to_json(),
         }
 
-    def persist(self) -> None:
-        persist_json(self.path, self.encode())
-
     def find_subscription_group_config(self, group: str) -> SubscriptionGroupConfig | None:
-        """The group's config; auto-created (and persisted) when autoCreateSubscriptionGroup."""
+        """The group's config; auto-created when autoCreateSubscriptionGroup (called in request handling: the
+        file is written off the event loop, see :meth:`request_persist`)."""
         sg = self.subscription_group_table.get(group)
         if sg is None and self.config.auto_create_subscription_group and group:
             sg = SubscriptionGroupConfig(group)
             self.subscription_group_table[group] = sg
             log.info("auto create a subscription group, %s", sg.to_json())
             self.data_version.next_version()
-            self.persist()
+            self.request_persist()
         return sg
 
     def get(self, group: str) -> SubscriptionGroupConfig | None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, persist_json, read_json
+from backends.broker.config_manager import CoalescedPersistence, CoalescingPersister, DataVersion, read_json
 from backends.model import (
     AUTO_CREATE_TOPIC_KEY,
     BENCHMARK_TOPIC,
@@ -69,7 +69,9 @@ def parse_attributes(spec: str | None) -> tuple[dict[str, str], set[str]]:
 _MESSAGE_TYPES = {t.value for t in TopicMessageType}
 
 
-class TopicConfigManager:
+class TopicConfigManager(CoalescedPersistence):
+    """Topics by name; persist / request_persist / wait_persisted / flush from CoalescedPersistence."""
+
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.topic_config_table: dict[str, TopicConfig] = {}
@@ -77,6 +79,7 @@ class TopicConfigManager:
         self.path = os.path.join(config.store_path_root_dir, "config", "topics.json")
         # Called (topic config) after a topic is created/updated/deleted: re-register with the NameServers.
         self.on_change: Callable[[TopicConfig | None], None] | None = None
+        self._persister = CoalescingPersister(lambda: self.path, self.encode, name="topics.json")
         self._init_system_topics()
 
     # -- system topics (RocketMQ's TopicConfigManager constructor) --
@@ -122,12 +125,14 @@ class TopicConfigManager:
             "dataVersion": self.data_version.to_json(),
         }
 
-    def persist(self) -> None:
-        persist_json(self.path, self.encode())
-
-    def _changed(self, tc: TopicConfig | None) -> None:
+    def _changed(self, tc: TopicConfig | None, now: bool = True) -> None:
+        """``now``: write the file on this thread (admin updates); else request an off-loop write
+        (topics auto-created in request handling)."""
         self.data_version.next_version()
-        self.persist()
+        if now:
+            self.persist()
+        else:
+            self.request_persist()
         if self.on_change is not None:
             self.on_change(tc)
 
@@ -152,7 +157,7 @@ class TopicConfigManager:
                          attributes=dict(attributes or {}))
         self.topic_config_table[topic] = tc
         log.info("create new topic [%s] %s", topic, tc.to_json())
-        self._changed(tc)
+        self._changed(tc, now=False)
         return tc
 
     def create_topic_in_send_message_method(self, topic: str, queue_nums: int) -> TopicConfig | None:

@@ -1,15 +1,17 @@
 """KVConfigManager: namespaced key/value settings kept by the NameServer (PUT/GET/DELETE_KV_CONFIG).
 
-Persisted as RocketMQ does, to ``kvConfigPath`` as ``{"configTable": {namespace: {key: value}}}``.
+Persisted as RocketMQ does, to ``kvConfigPath`` as ``{"configTable": {namespace: {key: value}}}``, with
+``atomic_write_json`` (temp file, fsync, ``.bak`` of the previous version, rename, directory fsync); a
+missing or corrupt file is read from its ``.bak``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from backends.remoting import json_body
+from backends.store import config_file
 
 log = logging.getLogger("RocketmqNamesrv")
 
@@ -20,26 +22,27 @@ class KVConfigManager:
         self.config_table: dict[str, dict[str, str]] = {}
 
     def load(self) -> None:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return
-        try:
-            data = json_body.loads(self.path.read_bytes())
-            table = data.get("configTable") or {}
-            self.config_table = {
-                str(ns): {str(k): str(v) for k, v in (kv or {}).items()} for ns, kv in table.items()
-            }
-            log.info("load KV config table OK: %s", self.path)
-        except (OSError, ValueError, AttributeError) as e:
-            log.warning("load KV config table %s failed: %s", self.path, e)
+        for p in (self.path, self.path.with_name(self.path.name + ".bak")):
+            if not p.exists():
+                continue
+            try:
+                data = json_body.loads(p.read_bytes())
+                table = data.get("configTable") or {}
+                self.config_table = {
+                    str(ns): {str(k): str(v) for k, v in (kv or {}).items()} for ns, kv in table.items()
+                }
+                log.info("load KV config table OK: %s", p)
+                return
+            except (OSError, ValueError, AttributeError) as e:
+                log.warning("load KV config table %s failed: %s", p, e)
 
     def persist(self) -> None:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_bytes(json_body.dumps({"configTable": self.config_table}))
-            os.replace(tmp, self.path)
+            config_file.atomic_write_json(str(self.path), {"configTable": self.config_table})
         except OSError as e:
             log.error("persist KV config table %s failed: %s", self.path, e)
 

@@ -26,7 +26,9 @@ How it works (facts from RocketMQ's HookUtils/TimerMessageStore; the wheel is re
   handled plus the handled ranges beyond it (delivery order differs from enqueue order). At start the
   heap is rebuilt by scanning the timer queue from that offset, skipping handled ranges. Written at
   most every ``persist_interval_ms`` and at shutdown: a crash redelivers at most that window
-  (at-least-once), nothing is lost.
+  (at-least-once), nothing is lost. Written with ``atomic_write_json`` (fsync, ``.bak``) on the config
+  writer thread, not on the event loop (:class:`~backends.broker.config_manager.CoalescingPersister`);
+  a missing or corrupt file is read from its ``.bak``.
 * **Recall** -- :meth:`recall` decodes the handle (see :mod:`.recall_handle`), finds the pending
   message (same topic, UNIQ_KEY and due time), cancels it and writes a delete marker (a timer-topic
   record with ``TIMER_DEL_UNIQKEY`` = ``"<topic>+<uniqKey>"``, as RocketMQ) so a restart honours it.
@@ -49,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import json
 import logging
 import os
 import time
@@ -57,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 from backends.api import BackendError
+from backends.broker.config_manager import CoalescingPersister
 from backends.broker.timer.recall_handle import RecallHandleError, build_handle, decode_handle
 from backends.model import (
     TIMER_TOPIC,
@@ -67,6 +69,7 @@ from backends.model import (
     string_to_properties,
 )
 from backends.remoting.codes import ResponseCode
+from backends.store import config_file
 from backends.store.record import RecordError, check_record
 
 log = logging.getLogger("RocketmqTimer")
@@ -138,17 +141,20 @@ class TimerProgress:
         self.offset = -1  # -1: nothing persisted yet (start at the queue's min offset)
         self.done: set[int] = set()
         self.dirty = False
+        self._writer = CoalescingPersister(lambda: self.path or "", self.encode,
+                                           name="timerProgress.json")
 
     def load(self) -> None:
-        if not self.path or not os.path.exists(self.path):
+        if not self.path:
             return
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = config_file.read_json(self.path)  # the file, else its .bak (a crash between renames)
+            if data is None:
+                return
             self.offset = int(data.get("offset", -1))
             for a, b in data.get("done", []):
                 self.done.update(range(int(a), int(b) + 1))
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, AttributeError) as e:
             log.error("cannot read timer progress %s (%s); rescanning the timer queue", self.path, e)
             self.offset, self.done = -1, set()
 
@@ -176,20 +182,31 @@ class TimerProgress:
                 out.append([o, o])
         return out
 
+    def encode(self) -> dict[str, Any]:
+        return {"offset": self.offset, "done": self.ranges()}
+
     def persist(self) -> None:
+        """Write the progress now, on this thread."""
         if not self.path:
             self.dirty = False
             return
-        data = {"offset": self.offset, "done": self.ranges()}
-        tmp = self.path + ".tmp"
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, self.path)
+        if self._writer.persist_now():
             self.dirty = False
-        except OSError as e:
-            log.error("cannot write timer progress %s: %s", self.path, e)
+
+    def persist_soon(self) -> None:
+        """Write the progress off the event loop (coalesced; at once when no loop runs). A failed
+        write is logged; the next change writes again."""
+        self.dirty = False
+        if self.path:
+            self._writer.request()
+
+    async def flush(self) -> None:
+        """Write the progress off the loop and wait for it."""
+        if not self.path:
+            self.dirty = False
+            return
+        self.dirty = False
+        await self._writer.flush()
 
 
 class TimerMessageService:
@@ -373,7 +390,7 @@ class TimerMessageService:
                 log.exception("timer task failed")
             self._task = None
         self.progress.advance()
-        self.progress.persist()
+        await self.progress.flush()
 
     def wake(self) -> None:
         """Re-evaluate now (new timer messages, or a test clock moved)."""
@@ -454,7 +471,7 @@ class TimerMessageService:
             return
         t = time.monotonic()
         if force or (t - self._last_persist) * 1000 >= self.persist_interval_ms:
-            self.progress.persist()
+            self.progress.persist_soon()  # the fsync runs off the event loop
             self._last_persist = t
 
     async def _scan(self, yield_every: int = 0) -> None:

@@ -22,7 +22,10 @@ TransactionalMessageServiceImpl / TransactionalMessageBridge / EndTransactionPro
 * **State** -- half and op records live in the commitlog. ``<storePathRootDir>/config/
   transactionProgress.json`` holds the first unresolved half-queue offset, an op-queue offset from which
   every op that matters can be re-read, and the check counts; the pending set is rebuilt from the two
-  queues at start, so a restart keeps pending half messages.
+  queues at start, so a restart keeps pending half messages. That file is written with
+  ``atomic_write_json`` (fsync, ``.bak``) off the event loop after each check round and at shutdown
+  (:class:`~backends.broker.config_manager.CoalescingPersister`), and read from its ``.bak`` when
+  missing or corrupt.
 
 Broker wiring::
 
@@ -37,7 +40,6 @@ Broker wiring::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.api import BackendError
+from backends.broker.config_manager import CoalescingPersister
 from backends.model import (
     TRANS_HALF_TOPIC,
     TRANS_OP_HALF_TOPIC,
@@ -56,6 +59,7 @@ from backends.model import (
     string_to_properties,
 )
 from backends.remoting.codes import ResponseCode
+from backends.store import config_file
 from backends.store.record import RecordError, check_record, decode_record
 
 log = logging.getLogger("RocketmqTransaction")
@@ -104,6 +108,8 @@ class TransactionalMessageService:
         self._check_interval_ms = check_interval_ms
         root = getattr(broker.config, "store_path_root_dir", None)
         self.path = os.path.join(root, "config", "transactionProgress.json") if root else None
+        self._writer = CoalescingPersister(lambda: self.path or "", self._encode,
+                                           name="transactionProgress.json")
         self.half_offset = 0  # first half-queue offset not yet resolved
         self._half_scan = 0  # next half-queue offset to read
         self._op_scan = 0  # next op-queue offset to read
@@ -191,7 +197,8 @@ class TransactionalMessageService:
             self._task = None
         if self._started:
             self._advance()
-            self._persist()
+            if self.path:
+                await self._writer.flush()
 
     async def _run(self) -> None:
         assert self._stop is not None
@@ -211,11 +218,12 @@ class TransactionalMessageService:
     # -- persistence ---------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        if not self.path or not os.path.exists(self.path):
+        if not self.path:
             return
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = config_file.read_json(self.path)  # the file, else its .bak (a crash between renames)
+            if data is None:
+                return
             self.half_offset = int(data.get("halfOffset", 0))
             self._op_scan = int(data.get("opOffset", 0))
             self.check_times = {int(k): int(v) for k, v in (data.get("checkTimes") or {}).items()}
@@ -223,23 +231,19 @@ class TransactionalMessageService:
             log.error("cannot read %s (%s); rescanning the transaction queues", self.path, e)
             self.half_offset, self._op_scan, self.check_times = 0, 0, {}
 
-    def _persist(self) -> None:
-        if not self.path:
-            return
+    def _encode(self) -> dict[str, Any]:
         op_from = min(self.resolved.values(), default=self._op_scan)
-        data = {
+        return {
             "halfOffset": self.half_offset,
             "opOffset": min(op_from, self._op_scan),
             "checkTimes": {str(k): v for k, v in self.check_times.items() if k >= self.half_offset},
         }
-        tmp = self.path + ".tmp"
-        try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-            os.replace(tmp, self.path)
-        except OSError as e:
-            log.error("cannot write %s: %s", self.path, e)
+
+    def _persist(self) -> None:
+        """Write the progress: off the event loop when one runs (coalesced), else at once. A failed
+        write is logged; the next round writes again."""
+        if self.path:
+            self._writer.request()
 
     # -- scanning ------------------------------------------------------------------------------------
 
