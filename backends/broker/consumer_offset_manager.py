@@ -10,7 +10,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from backends.broker.config_manager import DataVersion, persist_json, read_json
+from backends.broker.config_manager import CoalescedPersistence, CoalescingPersister, DataVersion, read_json
 
 if TYPE_CHECKING:
     from backends.broker.broker_config import BrokerConfig
@@ -20,7 +20,7 @@ log = logging.getLogger("rocketmq.broker")
 TOPIC_GROUP_SEPARATOR = "@"
 
 
-class ConsumerOffsetManager:
+class ConsumerOffsetManager(CoalescedPersistence):
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         # "topic@group" -> {queue id: offset}
@@ -28,6 +28,7 @@ class ConsumerOffsetManager:
         self.data_version = DataVersion()
         self.path = os.path.join(config.store_path_root_dir, "config", "consumerOffset.json")
         self._dirty = False
+        self._persister = CoalescingPersister(lambda: self.path, self.encode, name="consumerOffset.json")
 
     def load(self) -> None:
         data = read_json(self.path)
@@ -46,13 +47,11 @@ class ConsumerOffsetManager:
             "dataVersion": self.data_version.to_json(),
         }
 
-    def persist(self) -> None:
-        if persist_json(self.path, self.encode()):
-            self._dirty = False
-
     def persist_if_dirty(self) -> None:
+        """The periodic save (flushConsumerOffsetInterval): written off the event loop when changed."""
         if self._dirty:
-            self.persist()
+            self._dirty = False
+            self.request_persist()
 
     def query_offset(self, group: str, topic: str, queue_id: int) -> int:
         """Committed offset, -1 when none."""

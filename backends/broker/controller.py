@@ -245,9 +245,8 @@ class BrokerController:
             await self.remoting_server.shutdown()
         if not self._store_started:
             return
-        self.consumer_offset_manager.persist()
-        # the last tables, written off the loop after any auto-creation write still in flight
-        for mgr in (self.topic_config_manager, self.subscription_group_manager):
+        # the last tables, written off the loop after any write still in flight
+        for mgr in (self.consumer_offset_manager, self.topic_config_manager, self.subscription_group_manager):
             try:
                 await mgr.flush(timeout=30.0)
             except TimeoutError:

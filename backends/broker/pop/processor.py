@@ -18,6 +18,7 @@ from backends.model import MessageConst, MessageExt
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header, RemotingCommandException
 from backends.store.record import encode_record
 
 # ConsumeInitMode of PopMessageRequestHeader
@@ -27,34 +28,21 @@ INIT_MODE_MAX = 1
 MAX_POLL_TIME_MS = 60_000
 
 
-class HeaderError(Exception):
-    pass
+def _header_error(message: str) -> RemotingCommandException:
+    """A malformed POP request body/header: INVALID_PARAMETER with a one-line remark."""
+    return RemotingCommandException(message, ResponseCode.INVALID_PARAMETER)
 
 
 def _s(cmd: RemotingCommand, name: str, default: str | None = None) -> str:
-    v = (cmd.ext_fields or {}).get(name)
-    if v is None or v == "":
-        if default is None:
-            raise HeaderError(f"the custom field <{name}> is null")
-        return default
-    return str(v)
+    return Header(cmd).s(name, default)
 
 
 def _i(cmd: RemotingCommand, name: str, default: int | None = None) -> int:
-    v = (cmd.ext_fields or {}).get(name)
-    if v is None or v == "":
-        if default is None:
-            raise HeaderError(f"the custom field <{name}> is null")
-        return default
-    try:
-        return int(str(v))
-    except ValueError:
-        raise HeaderError(f"the custom field <{name}> is not a number: {str(v)[:40]!r}") from None
+    return Header(cmd).i(name, default)
 
 
 def _b(cmd: RemotingCommand, name: str) -> bool:
-    v = (cmd.ext_fields or {}).get(name)
-    return v is not None and str(v).lower() == "true"
+    return Header(cmd).b(name, False)
 
 
 def _service(broker: Any) -> PopMessageService:
@@ -127,14 +115,14 @@ def _bitset_offsets(raw: Any, start_offset: int) -> list[int]:
         try:
             data = base64.b64decode(raw, validate=False)
         except (binascii.Error, ValueError):
-            raise HeaderError("BatchAck bitSet is not base64") from None
+            raise _header_error("BatchAck bitSet is not base64") from None
     elif isinstance(raw, list):
         try:
             data = bytes(int(x) & 0xFF for x in raw)
         except (TypeError, ValueError):
-            raise HeaderError("BatchAck bitSet is not a byte array") from None
+            raise _header_error("BatchAck bitSet is not a byte array") from None
     else:
-        raise HeaderError("BatchAck bitSet has an unknown form")
+        raise _header_error("BatchAck bitSet has an unknown form")
     out = []
     for i, byte in enumerate(data):
         if byte:
@@ -149,8 +137,8 @@ def register(server: Any, broker: Any) -> None:
         try:
             result: RemotingCommand = await fn(request)
             return result
-        except HeaderError as e:
-            return request.response(ResponseCode.INVALID_PARAMETER, str(e))
+        except RemotingCommandException as e:
+            return e.response(request)
         except BackendError as e:
             return request.response(e.code, e.message)
         except Exception as e:  # noqa: BLE001 - never crash the connection
@@ -160,7 +148,7 @@ def register(server: Any, broker: Any) -> None:
         svc = _service(broker)
         max_nums = _i(request, "maxMsgNums")
         if max_nums <= 0 or max_nums > MAX_MSG_NUMS:
-            raise HeaderError(f"the broker only accepts maxMsgNums in [1, {MAX_MSG_NUMS}], got {max_nums}")
+            raise _header_error(f"the broker only accepts maxMsgNums in [1, {MAX_MSG_NUMS}], got {max_nums}")
         poll = max(0, min(_i(request, "pollTime", 0), MAX_POLL_TIME_MS))
         order = _b(request, "order")
         init_mode = _i(request, "initMode", INIT_MODE_MAX)
@@ -200,9 +188,9 @@ def register(server: Any, broker: Any) -> None:
         try:
             body = json_body.loads(request.body)
         except ValueError as e:
-            raise HeaderError(f"BatchAckMessageRequestBody is not JSON: {e}") from None
+            raise _header_error(f"BatchAckMessageRequestBody is not JSON: {e}") from None
         if not isinstance(body, dict):
-            raise HeaderError("BatchAckMessageRequestBody must be an object")
+            raise _header_error("BatchAckMessageRequestBody must be an object")
         acks = body.get("acks")
         if not acks:
             return request.response(ResponseCode.NO_MESSAGE, "no ack in the batch")
@@ -210,7 +198,7 @@ def register(server: Any, broker: Any) -> None:
         failed = 0
         for a in acks:
             if not isinstance(a, dict):
-                raise HeaderError("a BatchAck must be an object")
+                raise _header_error("a BatchAck must be an object")
 
             def g(short: str, long: str, a: dict[str, Any] = a) -> Any:
                 v = a.get(short)
@@ -223,7 +211,7 @@ def register(server: Any, broker: Any) -> None:
                 rq = int(g("rq", "reviveQueueId") or 0)
                 pt, it = int(g("pt", "popTime")), int(g("it", "invisibleTime"))
             except (TypeError, ValueError):
-                raise HeaderError("a BatchAck misses c/t/so/q/pt/it") from None
+                raise _header_error("a BatchAck misses c/t/so/q/pt/it") from None
             offsets = _bitset_offsets(g("b", "bitSet"), so)
             extras = [xi.build(so, pt, it, rq, retry, broker_name, qid, off) for off in offsets]
             if extras:

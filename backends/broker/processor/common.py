@@ -1,7 +1,6 @@
 """Helpers shared by the broker's remoting processors: error translation and peer addresses.
 
-Request headers are read with :class:`backends.remoting.header.Header` (re-exported here for the
-processors outside this package that still import it from here).
+Request headers are read with :class:`backends.remoting.header.Header`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,9 @@ from typing import Any
 from backends.api import BackendError
 from backends.remoting.codes import ResponseCode
 from backends.remoting.command import RemotingCommand
-from backends.remoting.header import Header, RemotingCommandException
+from backends.remoting.header import RemotingCommandException
 
-__all__ = ["Handler", "Header", "guarded", "parse_host", "remote_host"]
+__all__ = ["Handler", "guarded", "parse_host", "remote_host"]
 
 log = logging.getLogger("rocketmq.broker")
 

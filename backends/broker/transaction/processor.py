@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from backends.broker.processor.common import Header, guarded
+from backends.broker.processor.common import guarded
 from backends.model import SysFlag
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.remoting.header import Header
 
 log = logging.getLogger("RocketmqTransaction")
 
