@@ -48,8 +48,8 @@ from backends.store.record import (
     MESSAGE_MAGIC_CODE,
     RecordError,
     RecordView,
-    _crc32,
     _ip_cache,
+    crc32,
     decode_record,
     encode_record,
     ip_bytes,
@@ -572,7 +572,7 @@ class MessageStore:
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
-                parts += (_head_pack(size, MESSAGE_MAGIC_CODE, _crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
+                parts += (_head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
                                      m.sys_flag & _NOT_HOST_V6, m.born_timestamp, born_ip, born_host[1], now,
                                      store_ip, store_port, m.reconsume_times, m.prepared_transaction_offset,
                                      len(body)),

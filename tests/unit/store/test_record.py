@@ -145,3 +145,16 @@ def test_tags_code_is_java_hash_code() -> None:
     assert java_string_hash("polygenelubricants") == -2147483648  # known Java value (Integer.MIN_VALUE)
     assert java_string_hash("\U0001F600") == 0xD83D * 31 + 0xDE00  # surrogate pair
     assert tags_code("TagA") == 2598919
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=4096))
+def test_body_crc_is_java_crc32(data: bytes) -> None:
+    # the store computes CRCs with zlib-ng for speed; they must be the CRC-32 that zlib and Java's
+    # java.util.zip.CRC32 compute (RocketMQ's UtilAll.crc32), masked to 31 bits
+    import zlib
+
+    from backends.store.record import body_crc
+
+    assert body_crc(data) == zlib.crc32(data) & 0x7FFFFFFF
+    assert body_crc(memoryview(data)) == body_crc(data)
