@@ -119,6 +119,14 @@ class MessageStoreConfig:
 ArrivalListener = Callable[[str, int, int], None]
 
 
+def _index_keys(uniq: str | None, keys: str | None) -> list[str]:
+    """The index keys of one message: its KEYS (space separated), then its UNIQ_KEY."""
+    out = keys.split(" ") if keys else []
+    if uniq:
+        out.append(uniq)
+    return out
+
+
 def _local_hour(ms: int) -> int:
     return time.localtime(ms / 1000).tm_hour
 
@@ -217,12 +225,9 @@ class MessageStore:
 
     def _index_view(self, v: RecordView) -> None:
         props = v.properties
-        u = property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None
-        k = property_of(props, _KEYS) if "KEYS\x01" in props else None
-        if u or k:
-            keys = k.split(" ") if k else []
-            if u:
-                keys.append(u)
+        keys = _index_keys(property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None,
+                           property_of(props, _KEYS) if "KEYS\x01" in props else None)
+        if keys:
             self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
 
     def _index_step(self, window: int = 4 * 1024 * 1024) -> bool:
@@ -336,22 +341,12 @@ class MessageStore:
 
     def _dispatch_view(self, v: RecordView) -> None:
         """Recovery: rebuild the consume queue entry and index keys of one verified record."""
-        key = (v.topic, v.queue_id)
-        cq = self._cqs.get(key)
-        if cq is None:
-            cq = self._cqs[key] = ConsumeQueue(self._cq_root, v.topic, v.queue_id, self._cq_per_file,
-                                               self.config.preallocate_mapped_files)
         props = v.properties
         tag = property_of(props, _TAGS) if "TAGS\x01" in props else None
-        cq.put(v.queue_offset, v.physical_offset, v.total_size, tags_code(tag) if tag else 0)
+        self._cq(v.topic, v.queue_id).put(v.queue_offset, v.physical_offset, v.total_size,
+                                          tags_code(tag) if tag else 0)
         if self._index_in_recovery and self.config.message_index_enable:
-            u = property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None
-            k = property_of(props, _KEYS) if "KEYS\x01" in props else None
-            if u or k:
-                keys = k.split(" ") if k else []
-                if u:
-                    keys.append(u)
-                self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
+            self._index_view(v)
         self._last_store_ts = v.store_timestamp
 
     async def shutdown(self) -> None:
@@ -629,12 +624,8 @@ class MessageStore:
         return tc
 
     def _queue_index(self, topic: str, props: dict[str, str], phy: int, ts: int) -> None:
-        u = props.get(_UNIQ)
-        k = props.get(_KEYS)
-        if u or k:
-            keys = k.split(" ") if k else []
-            if u:
-                keys.append(u)
+        keys = _index_keys(props.get(_UNIQ), props.get(_KEYS))
+        if keys:
             self._pend_index.append((topic, keys, phy, ts))
 
     def _rollback_encoded(self, pos: int, mark: tuple[int, int, int], encoded: list[Message]) -> None:
