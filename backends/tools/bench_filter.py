@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from backends.api import PopRequest, PopStatus
 from backends.broker.filter import build_filter
 from backends.local import LocalBackend
 from backends.model import Message, MessageConst, SubscriptionGroupConfig, TopicConfig
+from backends.tools.bench_stats import store_dir
 from backends.tools.bench_timer import make_broker, rss_mib
 
 
@@ -203,12 +202,8 @@ def main(argv: list[str]) -> int:
         _micro_report(args.micro_seconds or 1.0)
         return 0
     logging.basicConfig(level=logging.WARNING)
-    directory = args.dir or tempfile.mkdtemp(prefix="bench-filter-")
-    try:
+    with store_dir(args.dir, "bench-filter-") as directory:
         return asyncio.run(_run(args, directory))
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import tempfile
 import time
 
 from backends.model import AppendResults, Message, PutMessageResult, PutMessageStatus
 from backends.store.message_store import MessageStore, MessageStoreConfig
-from backends.tools.bench_stats import percentile
+from backends.tools.bench_stats import percentile, store_dir
 
 
 class _NoopStore(MessageStore):
@@ -169,7 +167,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--checkpointed", action="store_true",
                    help="with --restart: keep the 1 s checkpoint (typical) instead of none (worst case)")
     args = p.parse_args(argv[1:] if argv and argv[0] == "store" else argv)
-    directory = args.dir or tempfile.mkdtemp(prefix="bench-store-")
     if args.switch_interval:
         import sys
 
@@ -178,11 +175,8 @@ def main(argv: list[str]) -> int:
         import uvloop
 
         uvloop.install()
-    try:
+    with store_dir(args.dir, "bench-store-") as directory:
         return asyncio.run(_restart(args, directory) if args.restart else _append(args, directory))
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ import asyncio
 import logging
 import os
 import resource
-import shutil
-import tempfile
 import time
 
 from backends.api import PopRequest, PopStatus
@@ -29,7 +27,7 @@ from backends.broker.broker_config import BrokerConfig
 from backends.broker.controller import BrokerController
 from backends.local import LocalBackend
 from backends.model import Message, MessageConst, SubscriptionGroupConfig, TopicConfig
-from backends.tools.bench_stats import percentile
+from backends.tools.bench_stats import percentile, store_dir
 
 
 def rss_mib() -> float:
@@ -226,12 +224,8 @@ def main(argv: list[str]) -> int:
     if args.messages <= 0:
         p.error("--messages must be positive")
     logging.basicConfig(level=logging.WARNING)
-    directory = args.dir or tempfile.mkdtemp(prefix="bench-timer-")
-    try:
+    with store_dir(args.dir, "bench-timer-") as directory:
         return asyncio.run(_run(args, directory))
-    finally:
-        if args.dir is None:
-            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
