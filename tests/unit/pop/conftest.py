@@ -101,9 +101,7 @@ def handles(msgs: list[MessageExt]) -> list[str]:
     return [m.properties[MessageConst.POP_CK] for m in msgs]
 
 
-@pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    store = make_store(tmp_path)
+async def _env(tmp_path: Path, store: object) -> AsyncIterator[Env]:
     await store.start()  # type: ignore[attr-defined]
     broker = FakeBroker(str(tmp_path), store)
     broker.topic_config_manager.update_topic_config(TopicConfig(TOPIC, 4, 4))
@@ -114,6 +112,12 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     yield e
     await e.service.shutdown()
     await e.broker.message_store.shutdown()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    async for e in _env(tmp_path, make_store(tmp_path)):
+        yield e
 
 
 @pytest.fixture
@@ -122,13 +126,5 @@ async def sync_env(tmp_path: Path) -> AsyncIterator[Env]:
     store = make_store(tmp_path, flush_disk_type="SYNC_FLUSH", power_loss_test_mode=True)
     if isinstance(store, FakeStore):
         pytest.skip("needs the real MessageStore")
-    await store.start()  # type: ignore[attr-defined]
-    broker = FakeBroker(str(tmp_path), store)
-    broker.topic_config_manager.update_topic_config(TopicConfig(TOPIC, 4, 4))
-    clock = ManualClock()
-    service = PopMessageService(broker, clock=clock)
-    await service.start()
-    e = Env(tmp_path, broker, service, clock)
-    yield e
-    await e.service.shutdown()
-    await e.broker.message_store.shutdown()  # type: ignore[attr-defined]
+    async for e in _env(tmp_path, store):
+        yield e
