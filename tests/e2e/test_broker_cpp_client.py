@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from tests.harness import CPP_CLIENT_PYTHON, REPO, command, free_port, poll_until, server
+from tests.harness import CPP_CLIENT_PYTHON, REPO, ServerProcess, command, free_port, poll_until, server
 
 pytestmark = pytest.mark.e2e
 
@@ -28,66 +31,54 @@ async def create_topic(addr: str, topic: str) -> None:
         await c.close()
 
 
-@pytest.mark.skipif(not CPP_CLIENT_PYTHON.exists(), reason=".venv-cpp missing (.ci/run creates it)")
-def test_cpp_client_send_sync_and_push_consumer(tmp_path: Path) -> None:
+needs_cpp = pytest.mark.skipif(not CPP_CLIENT_PYTHON.exists(), reason=".venv-cpp missing (.ci/run creates it)")
+
+
+@contextlib.contextmanager
+def cpp_stack(tmp_path: Path, topic: str, broker_conf: str = "") -> Iterator[tuple[str, ServerProcess]]:
+    """mqnamesrv + mqbroker with ``topic`` created and routable: yields (NameServer address, broker)."""
     ns_port, port = free_port(), free_port()
     ns = f"127.0.0.1:{ns_port}"
     conf = tmp_path / "broker.conf"
-    conf.write_text(f"listenPort={port}\nmappedFileSizeCommitLog=4194304\n")
+    conf.write_text(f"listenPort={port}\nmappedFileSizeCommitLog=4194304\n{broker_conf}")
     with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
             server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
-        asyncio.run(create_topic(f"127.0.0.1:{port}", "CppTopic"))
+        asyncio.run(create_topic(f"127.0.0.1:{port}", topic))
         # the broker re-registers with the NameServer after the topic change: wait until the route shows it
-        poll_until(lambda: subprocess.run([command("mqadmin"), "topicRoute", "-n", ns, "-t", "CppTopic"],
+        poll_until(lambda: subprocess.run([command("mqadmin"), "topicRoute", "-n", ns, "-t", topic],
                                           capture_output=True, timeout=10).returncode == 0,
-                   timeout=15, what="CppTopic route on the NameServer")
-        cp = subprocess.run(
-            [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "send_and_consume.py"), ns, "CppTopic",
-             "CppGroup", "100"],
-            capture_output=True, text=True, timeout=150, cwd=str(tmp_path), env={"HOME": str(tmp_path)},
-        )
-        lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result from the C++ client ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
-        result = json.loads(lines[-1])
-        assert result == {"sent": 100, "received": 100, "duplicates": 0, "missing": []}, (result, cp.stderr)
-        assert cp.returncode == 0
+                   timeout=15, what=f"{topic} route on the NameServer")
+        yield ns, broker
 
 
-@pytest.mark.skipif(not CPP_CLIENT_PYTHON.exists(), reason=".venv-cpp missing (.ci/run creates it)")
+def run_cpp(tmp_path: Path, broker: ServerProcess, script: str, *args: str) -> tuple[dict[str, Any], str, int]:
+    """Run tests/sdk/cpp/<script> with the C++ client; its last JSON line, stderr and exit code."""
+    cp = subprocess.run([str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / script), *args],
+                        capture_output=True, text=True, timeout=150, cwd=str(tmp_path), env={"HOME": str(tmp_path)})
+    lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result from the C++ client ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
+    return json.loads(lines[-1]), cp.stderr, cp.returncode
+
+
+@needs_cpp
+def test_cpp_client_send_sync_and_push_consumer(tmp_path: Path) -> None:
+    with cpp_stack(tmp_path, "CppTopic") as (ns, broker):
+        result, err, rc = run_cpp(tmp_path, broker, "send_and_consume.py", ns, "CppTopic", "CppGroup", "100")
+        assert result == {"sent": 100, "received": 100, "duplicates": 0, "missing": []}, (result, err)
+        assert rc == 0
+
+
+@needs_cpp
 def test_cpp_client_reconsume_later_goes_through_retry_topic(tmp_path: Path) -> None:
-    ns_port, port = free_port(), free_port()
-    ns = f"127.0.0.1:{ns_port}"
-    conf = tmp_path / "broker.conf"
     # short delay levels so that the retry (level 3 + reconsumeTimes) comes back within a second
-    conf.write_text(f"listenPort={port}\nmappedFileSizeCommitLog=4194304\n"
-                    "messageDelayLevel=1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s\n")
-    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
-            server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
-        asyncio.run(create_topic(f"127.0.0.1:{port}", "CppRetry"))
-        cp = subprocess.run(
-            [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "retry.py"), ns, "CppRetry", "CppRetryG", "5"],
-            capture_output=True, text=True, timeout=150, cwd=str(tmp_path), env={"HOME": str(tmp_path)},
-        )
-        lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
-        result = json.loads(lines[-1])
-        assert result == {"sent": 5, "first": 5, "redelivered": 5, "reconsume_times": [1]}, (result, cp.stderr)
+    levels = "messageDelayLevel=1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s\n"
+    with cpp_stack(tmp_path, "CppRetry", levels) as (ns, broker):
+        result, err, _ = run_cpp(tmp_path, broker, "retry.py", ns, "CppRetry", "CppRetryG", "5")
+        assert result == {"sent": 5, "first": 5, "redelivered": 5, "reconsume_times": [1]}, (result, err)
 
 
-@pytest.mark.skipif(not CPP_CLIENT_PYTHON.exists(), reason=".venv-cpp missing (.ci/run creates it)")
+@needs_cpp
 def test_cpp_client_orderly(tmp_path: Path) -> None:
-    ns_port, port = free_port(), free_port()
-    ns = f"127.0.0.1:{ns_port}"
-    conf = tmp_path / "broker.conf"
-    conf.write_text(f"listenPort={port}\nmappedFileSizeCommitLog=4194304\n")
-    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, "boot success"), \
-            server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
-        asyncio.run(create_topic(f"127.0.0.1:{port}", "CppOrder"))
-        cp = subprocess.run(
-            [str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "orderly.py"), ns, "CppOrder", "CppOrderG",
-             "60"],
-            capture_output=True, text=True, timeout=150, cwd=str(tmp_path), env={"HOME": str(tmp_path)},
-        )
-        lines = [ln for ln in cp.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"no result ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}\n{broker.text()}"
-        assert json.loads(lines[-1]) == {"sent": 60, "received": 60, "in_order": True}, cp.stderr
+    with cpp_stack(tmp_path, "CppOrder") as (ns, broker):
+        result, err, _ = run_cpp(tmp_path, broker, "orderly.py", ns, "CppOrder", "CppOrderG", "60")
+        assert result == {"sent": 60, "received": 60, "in_order": True}, err
