@@ -144,6 +144,14 @@ def command(name: str) -> str:
     return str(path)
 
 
+def mqadmin(*args: str, ok: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run the project's mqadmin; with ``ok`` a non-zero exit fails the test with its output."""
+    cp = subprocess.run([command("mqadmin"), *args], capture_output=True, text=True, timeout=timeout)
+    if ok and cp.returncode != 0:
+        raise AssertionError(f"mqadmin {' '.join(args)} failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
+    return cp
+
+
 @contextmanager
 def server(args: Sequence[str], home: Path, boot_line: str, env: dict[str, str] | None = None,
            timeout: float = 30.0) -> Iterator[ServerProcess]:

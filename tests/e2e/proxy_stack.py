@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import ServerProcess, command, free_port, server
+from tests.harness import ServerProcess, command, free_port, mqadmin, server
 
 # New groups start at the end of each queue on their first pop (RocketMQ 5); tests start them at the
 # beginning so messages sent before a broker's first pop are not skipped.
@@ -28,11 +27,7 @@ class Stack:
     procs: list[ServerProcess] = field(default_factory=list)
 
     def admin(self, *args: str) -> str:
-        cp = subprocess.run([command("mqadmin"), *args, "-n", self.namesrv], capture_output=True, text=True,
-                            timeout=30)
-        if cp.returncode != 0:
-            raise AssertionError(f"mqadmin {args} failed: {cp.stdout}\n{cp.stderr}")
-        return cp.stdout
+        return mqadmin(*args, "-n", self.namesrv, timeout=30).stdout
 
     def create_topic(self, topic: str, message_type: str | None = None) -> None:
         args = ["updateTopic", "-c", "DefaultCluster", "-t", topic]

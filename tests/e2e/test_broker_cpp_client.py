@@ -16,7 +16,16 @@ import pytest
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from tests.harness import CPP_CLIENT_PYTHON, REPO, ServerProcess, command, free_port, poll_until, server
+from tests.harness import (
+    CPP_CLIENT_PYTHON,
+    REPO,
+    ServerProcess,
+    command,
+    free_port,
+    mqadmin,
+    poll_until,
+    server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -45,8 +54,7 @@ def cpp_stack(tmp_path: Path, topic: str, broker_conf: str = "") -> Iterator[tup
             server([command("mqbroker"), "-n", ns, "-c", str(conf)], tmp_path, "boot success") as broker:
         asyncio.run(create_topic(f"127.0.0.1:{port}", topic))
         # the broker re-registers with the NameServer after the topic change: wait until the route shows it
-        poll_until(lambda: subprocess.run([command("mqadmin"), "topicRoute", "-n", ns, "-t", topic],
-                                          capture_output=True, timeout=10).returncode == 0,
+        poll_until(lambda: mqadmin("topicRoute", "-n", ns, "-t", topic, ok=False, timeout=10).returncode == 0,
                    timeout=15, what=f"{topic} route on the NameServer")
         yield ns, broker
 

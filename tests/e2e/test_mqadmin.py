@@ -10,16 +10,9 @@ import pytest
 
 from backends.remoting.codec import FrameDecoder, encode
 from tests.e2e.test_namesrv import BOOT, register_req
-from tests.harness import BIN, command, free_port, server
+from tests.harness import BIN, command, free_port, mqadmin, server
 
 pytestmark = pytest.mark.e2e
-
-
-def mqadmin(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    cp = subprocess.run([command("mqadmin"), *args], capture_output=True, text=True, timeout=60)
-    if ok:
-        assert cp.returncode == 0, f"mqadmin {' '.join(args)} failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}"
-    return cp
 
 
 @pytest.fixture(scope="module")

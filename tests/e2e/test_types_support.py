@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import REPO, SDK_PYTHON, ServerProcess, command, free_port, poll_until
+from tests.harness import REPO, SDK_PYTHON, ServerProcess, command, free_port, mqadmin, poll_until
 
 PROXY_BOOT = "rocketmq-proxy startup successfully"
 NAMESRV_BOOT = "The Name Server boot success"
@@ -54,11 +54,7 @@ class TypesStack:
     others: list[ServerProcess] = field(default_factory=list)
 
     def admin(self, *args: str) -> str:
-        cp = subprocess.run([command("mqadmin"), *args, "-n", self.namesrv], capture_output=True, text=True,
-                            timeout=30)
-        if cp.returncode != 0:
-            raise AssertionError(f"mqadmin {args} failed: {cp.stdout}\n{cp.stderr}")
-        return cp.stdout
+        return mqadmin(*args, "-n", self.namesrv, timeout=30).stdout
 
     def create_topic(self, topic: str, message_type: str | None = None, queues: int = 4,
                      broker: str | None = None) -> None:
