@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ from backends.broker.broker_config import BrokerConfig  # noqa: E402
 from backends.broker.controller import BrokerController  # noqa: E402
 from backends.local import LocalBackend  # noqa: E402
 from backends.model import Message  # noqa: E402
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[BrokerController]:
-    cfg = BrokerConfig(store_path_root_dir=str(tmp_path / "store"), listen_port=0,
-                       mapped_file_size_commit_log=4 * 1024 * 1024)
-    b = BrokerController(cfg)
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.shutdown()
 
 
 async def wait_for(cond: Any, timeout: float = 5.0) -> bool:

@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from backends.broker.broker_config import BrokerConfig
 from backends.broker.controller import BrokerController
 from backends.model import decode_offset_msg_id, properties_to_string
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[BrokerController]:
-    cfg = BrokerConfig(store_path_root_dir=str(tmp_path / "store"), listen_port=0,
-                       mapped_file_size_commit_log=4 * 1024 * 1024)
-    b = BrokerController(cfg)
-    await b.start()
-    if b.transaction_service is None or b.timer_service is None or b.remoting_server is None:
-        await b.shutdown()
-        pytest.skip("services or remoting not wired")
-    try:
-        yield b
-    finally:
-        await b.shutdown()
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[RemotingClient]:
-    c = RemotingClient()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 def send_req(topic: str, uniq: str, props: dict[str, str], sys_flag: int = 0) -> RemotingCommand:

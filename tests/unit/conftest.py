@@ -1,3 +1,5 @@
+"""Fixtures shared by the unit tests: a real BrokerController on a small temporary store, a remoting client."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
