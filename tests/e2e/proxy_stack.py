@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import ServerProcess, command, free_port, mqadmin, server
+import pytest
+
+from tests.harness import NODE_SDK_DIR, ServerProcess, command, free_port, mqadmin, server
+
+# the Node SDK tests need node and tests/sdk/node/node_modules (.ci/run runs npm install there)
+needs_node_sdk = pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_SDK_DIR / "node_modules" / "rocketmq-client-nodejs").exists(),
+    reason="node or tests/sdk/node/node_modules missing (run npm install there; .ci/run does)",
+)
 
 # New groups start at the end of each queue on their first pop (RocketMQ 5); tests start them at the
 # beginning so messages sent before a broker's first pop are not skipped.

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
-from tests.e2e.proxy_stack import EARLIEST, parse_result, stack
+from tests.e2e.proxy_stack import EARLIEST, needs_node_sdk, parse_result, stack
 from tests.harness import NODE_SDK_DIR
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        shutil.which("node") is None or not (NODE_SDK_DIR / "node_modules" / "rocketmq-client-nodejs").exists(),
-        reason="node or tests/sdk/node/node_modules missing (run npm install there; .ci/run does)",
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), needs_node_sdk]
 
 
 @pytest.fixture(params=["embedded", "local", "cluster"])
