@@ -484,19 +484,18 @@ class PopMessageService:
         loop_time = asyncio.get_running_loop().time
         poll_s = max(0.0, min(request.poll_time_ms / 1000.0, timeout if timeout > 0 else 0.0))
         end = loop_time() + poll_s
+        wkey: WaiterKey = (request.group, request.expression_type or "", request.expression or "")
         while True:
             fut: asyncio.Future[None] | None = None
             if poll_s > 0:
                 if self._waiter_count >= POLLING_MAX_WAITERS:
                     return PopResult(PopStatus.POLLING_FULL)
-                wkey = (request.group, request.expression_type or "", request.expression or "")
                 fut = self._add_waiter(request.topic, wkey)
             try:
                 result = await self._pop_once(request, tc, mfilter, init_mode)
                 if len(result.messages) >= request.max_msg_nums:
                     # a full batch: more may be waiting, so pass the arrival on to the next waiter
-                    self._wake_one(request.topic, (request.group, request.expression_type or "",
-                                                   request.expression or ""))
+                    self._wake_one(request.topic, wkey)
                 if result.messages or fut is None:
                     return result
                 remaining = end - loop_time()
