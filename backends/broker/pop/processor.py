@@ -33,18 +33,6 @@ def _header_error(message: str) -> RemotingCommandException:
     return RemotingCommandException(message, ResponseCode.INVALID_PARAMETER)
 
 
-def _s(cmd: RemotingCommand, name: str, default: str | None = None) -> str:
-    return Header(cmd).s(name, default)
-
-
-def _i(cmd: RemotingCommand, name: str, default: int | None = None) -> int:
-    return Header(cmd).i(name, default)
-
-
-def _b(cmd: RemotingCommand, name: str) -> bool:
-    return Header(cmd).b(name, False)
-
-
 def _service(broker: Any) -> PopMessageService:
     svc = getattr(broker, "pop_service", None)
     if svc is None:
@@ -55,9 +43,10 @@ def _service(broker: Any) -> PopMessageService:
 def _header_extra_info(cmd: RemotingCommand) -> str:
     """The request's extraInfo with the header's queueId/offset (as RocketMQ acks the header's offset);
     a 7-field extra info (no queue offset) gets the offset appended."""
-    extra = _s(cmd, "extraInfo")
-    queue_id = _i(cmd, "queueId")
-    offset = _i(cmd, "offset")
+    h = Header(cmd)
+    extra = h.s("extraInfo")
+    queue_id = h.i("queueId")
+    offset = h.i("offset")
     parts = extra.split(" ")
     if len(parts) == 7:
         parts.append(str(offset))
@@ -146,23 +135,24 @@ def register(server: Any, broker: Any) -> None:
 
     async def _pop(request: RemotingCommand) -> RemotingCommand:
         svc = _service(broker)
-        max_nums = _i(request, "maxMsgNums")
+        h = Header(request)
+        max_nums = h.i("maxMsgNums")
         if max_nums <= 0 or max_nums > MAX_MSG_NUMS:
             raise _header_error(f"the broker only accepts maxMsgNums in [1, {MAX_MSG_NUMS}], got {max_nums}")
-        poll = max(0, min(_i(request, "pollTime", 0), MAX_POLL_TIME_MS))
-        order = _b(request, "order")
-        init_mode = _i(request, "initMode", INIT_MODE_MAX)
+        poll = max(0, min(h.i("pollTime", 0), MAX_POLL_TIME_MS))
+        order = h.b("order", False)
+        init_mode = h.i("initMode", INIT_MODE_MAX)
         req = PopRequest(
-            group=_s(request, "consumerGroup"),
-            topic=_s(request, "topic"),
-            queue_id=_i(request, "queueId", -1),
+            group=h.s("consumerGroup"),
+            topic=h.s("topic"),
+            queue_id=h.i("queueId", -1),
             max_msg_nums=max_nums,
-            invisible_time_ms=_i(request, "invisibleTime"),
+            invisible_time_ms=h.i("invisibleTime"),
             poll_time_ms=poll,
-            expression_type=_s(request, "expType", "TAG"),
-            expression=_s(request, "exp", "*"),
+            expression_type=h.s("expType", "TAG"),
+            expression=h.s("exp", "*"),
             order=order,
-            attempt_id=_s(request, "attemptId", ""),
+            attempt_id=h.s("attemptId", ""),
         )
         result = await svc.pop(req, timeout=poll / 1000.0 + 1.0,
                                init_mode="EARLIEST" if init_mode == INIT_MODE_MIN else None)
@@ -178,7 +168,8 @@ def register(server: Any, broker: Any) -> None:
 
     async def _ack(request: RemotingCommand) -> RemotingCommand:
         svc = _service(broker)
-        await svc.ack(_s(request, "consumerGroup"), _s(request, "topic"), _header_extra_info(request))
+        h = Header(request)
+        await svc.ack(h.s("consumerGroup"), h.s("topic"), _header_extra_info(request))
         return request.response(ResponseCode.SUCCESS)
 
     async def _batch_ack(request: RemotingCommand) -> RemotingCommand:
@@ -221,8 +212,9 @@ def register(server: Any, broker: Any) -> None:
 
     async def _change_invisible(request: RemotingCommand) -> RemotingCommand:
         svc = _service(broker)
-        invisible = _i(request, "invisibleTime")
-        new = await svc.change_invisible_time(_s(request, "consumerGroup"), _s(request, "topic"),
+        h = Header(request)
+        invisible = h.i("invisibleTime")
+        new = await svc.change_invisible_time(h.s("consumerGroup"), h.s("topic"),
                                               _header_extra_info(request), invisible)
         info = xi.parse(new)
         return request.response(ResponseCode.SUCCESS, None, {
@@ -232,9 +224,10 @@ def register(server: Any, broker: Any) -> None:
 
     async def _notification(request: RemotingCommand) -> RemotingCommand:
         svc = _service(broker)
-        group, topic = _s(request, "consumerGroup"), _s(request, "topic")
-        queue_id = _i(request, "queueId", -1)
-        poll = max(0, min(_i(request, "pollTime", 0), MAX_POLL_TIME_MS))
+        h = Header(request)
+        group, topic = h.s("consumerGroup"), h.s("topic")
+        queue_id = h.i("queueId", -1)
+        poll = max(0, min(h.i("pollTime", 0), MAX_POLL_TIME_MS))
         if broker.topic_config_manager.select_topic_config(topic) is None:
             raise BackendError(ResponseCode.TOPIC_NOT_EXIST, f"topic[{topic}] not exist, apply first please!")
         has = await svc.wait_for_message(group, topic, queue_id, poll)
