@@ -62,7 +62,10 @@ from backends.store.record import (
 log = logging.getLogger("rocketmq.store")
 
 _I16 = struct.Struct(">h")
-_head_pack = _HEAD_V4.pack
+# _HEAD_V4 with born host, store timestamp and store host as one 24-byte field (packed by _hosts_pack)
+_head_pack = struct.Struct(">iiiiiqqiq24siqi").pack
+_hosts_pack = struct.Struct(">4siq4si").pack
+assert struct.calcsize(">iiiiiqqiq24siqi") == _HEAD_V4.size
 _cq_pack = CQ_ENTRY.pack
 _i16_pack = _I16.pack
 _NOT_HOST_V6 = ~(SysFlag.BORNHOST_V6 | SysFlag.STOREHOST_V6)
@@ -510,9 +513,15 @@ class MessageStore:
         store_port = self._store_port
         index_on = self.config.message_index_enable
         last_key: tuple[str, int] | None = None
+        last_topic: str | None = None
+        last_born: tuple[str, int] | None = None
+        tb = hosts = b""
+        extra = qoff = 0
+        v6 = False
         cq_entries = bytearray()
         placed: list[int] = []  # commitlog offset, size, queue offset per message
         error: PutMessageResult | None = None
+        # what messages of one call share (topic, born host, queue) is looked up once per change
         for m in messages:
             props = m.properties
             pstr = ""
@@ -520,12 +529,15 @@ class MessageStore:
                 pstr += k + "\x01" + v + "\x02"
             ps = pstr.encode()
             topic = m.topic
-            tb = topic_bytes.get(topic)
-            if tb is None:
-                tb, err = self._topic_record_bytes(topic)
-                if err:
-                    error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, error=err)
-                    break
+            if topic != last_topic:
+                cached = topic_bytes.get(topic)
+                if cached is None:
+                    cached, err = self._topic_record_bytes(topic)
+                    if err:
+                        error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, error=err)
+                        break
+                tb = cached
+                last_topic = topic
             if len(ps) > MAX_PROPERTIES_LENGTH:
                 error = PutMessageResult(PutMessageStatus.PROPERTIES_SIZE_EXCEEDED,
                                          error=f"properties of {len(ps)} bytes exceed {MAX_PROPERTIES_LENGTH}")
@@ -536,11 +548,14 @@ class MessageStore:
                                          error=f"body of {len(body)} bytes exceeds max_message_size {max_size}")
                 break
             born_host = m.born_host
-            born_ip = _ip_cache.get(born_host[0]) or ip_bytes(born_host[0])
-            size = 90 + len(body) + len(tb) + len(ps)
-            v6 = len(born_ip) == 16 or not store_v4
-            if v6:
-                size += (12 if len(born_ip) == 16 else 0) + (0 if store_v4 else 12)
+            if born_host is not last_born:
+                born_ip = _ip_cache.get(born_host[0]) or ip_bytes(born_host[0])
+                v6 = len(born_ip) == 16 or not store_v4
+                extra = 90 + ((12 if len(born_ip) == 16 else 0) + (0 if store_v4 else 12) if v6 else 0)
+                if not v6:  # born host, store time and store host: one field of the record header
+                    hosts = _hosts_pack(born_ip, born_host[1], now, store_ip, store_port)
+                last_born = born_host
+            size = extra + len(body) + len(tb) + len(ps)
             if pos + size + END_FILE_MIN_BLANK_LENGTH > seg_end:
                 if size + END_FILE_MIN_BLANK_LENGTH > fs:
                     error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL,
@@ -552,8 +567,11 @@ class MessageStore:
                 pos = self._pend_start = seg_end
                 seg_end += fs
             qid = m.queue_id
-            key = (topic, qid)
-            if key != last_key:  # messages of a batch mostly share one queue: one entry buffer per run
+            if last_key is None or qid != last_key[1] or topic != last_key[0]:
+                # messages of a batch mostly share one queue: one entry buffer and offset per run
+                if last_key is not None:
+                    next_q[last_key] = qoff
+                key = (topic, qid)
                 pend = pend_cq.get(key)
                 if pend is None:
                     first = next_q.get(key)
@@ -561,16 +579,14 @@ class MessageStore:
                         first = next_q[key] = self._cq(topic, qid).max_offset
                     pend = pend_cq[key] = (first, bytearray())
                 cq_entries = pend[1]
+                qoff = next_q[key]
                 last_key = key
-            qoff = next_q[key]
-            next_q[key] = qoff + 1
             if v6:
                 parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
             else:
                 parts += (_head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
-                                     m.sys_flag & _NOT_HOST_V6, m.born_timestamp, born_ip, born_host[1], now,
-                                     store_ip, store_port, m.reconsume_times, m.prepared_transaction_offset,
-                                     len(body)),
+                                     m.sys_flag & _NOT_HOST_V6, m.born_timestamp, hosts, m.reconsume_times,
+                                     m.prepared_transaction_offset, len(body)),
                           body, tb, _i16_pack(len(ps)), ps)
             tag = props.get(_TAGS)
             tc = tag_codes.get(tag)
@@ -580,7 +596,10 @@ class MessageStore:
             if index_on and (_UNIQ in props or _KEYS in props):
                 self._queue_index(topic, props, pos, now)
             placed += (pos, size, qoff)
+            qoff += 1
             pos += size
+        if last_key is not None:
+            next_q[last_key] = qoff
         if error is not None:
             self._rollback_encoded(start_pos, mark, messages[:len(placed) // 3])
             return error

@@ -105,6 +105,30 @@ async def test_batch_put_is_one_append(make_store: StoreFactory) -> None:
     assert s.get_max_offset_in_queue("TopicA", 0) == 50
 
 
+async def test_batch_mixing_topics_queues_and_born_hosts_reads_back_exactly(make_store: StoreFactory) -> None:
+    # what messages of one call share is looked up once per change: every change must be honoured
+    s = await make_store()
+    hosts = [("10.0.0.7", 40000), ("10.0.0.7", 40000), ("::1", 5), ("192.168.1.2", 7), ("192.168.1.2", 7)]
+    batch = []
+    for i in range(20):
+        m = msg(topic="TopicA" if i % 7 < 4 else "TopicB", body=b"b%d" % i, queue_id=(i // 3) % 3, TAGS=f"t{i % 2}")
+        m.born_host = hosts[i % len(hosts)]
+        batch.append(m)
+    r = await s.put_messages(batch)
+    assert r.ok
+    expect_qoff: dict[tuple[str, int], int] = {}
+    for m, a in zip(batch, r.results, strict=True):
+        key = (m.topic, m.queue_id)
+        assert a.queue_offset == expect_qoff.get(key, 0)
+        expect_qoff[key] = a.queue_offset + 1
+        got = s.look_message_by_offset(a.commitlog_offset)
+        assert got is not None and got.store_size == a.store_size
+        assert (got.topic, got.queue_id, got.queue_offset, got.body) == (m.topic, m.queue_id, a.queue_offset, m.body)
+        assert got.born_host == m.born_host and got.store_timestamp == a.store_timestamp
+    for (topic, qid), n in expect_qoff.items():
+        assert s.get_max_offset_in_queue(topic, qid) == n
+
+
 async def test_writers_of_one_turn_share_a_write_and_a_rejected_batch_leaves_no_trace(
         make_store: StoreFactory) -> None:
     # consume-queue files of 100 entries: one turn's entries for a queue cross a file boundary
