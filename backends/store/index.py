@@ -16,8 +16,9 @@ import mmap
 import os
 import struct
 import time
-import zlib
 from collections.abc import Iterable
+
+from zlib_ng.zlib_ng import crc32  # the same CRC-32 as zlib.crc32
 
 log = logging.getLogger("rocketmq.store")
 
@@ -29,7 +30,12 @@ _SLOT = struct.Struct(">i")
 
 
 def key_hash(key: str) -> int:
-    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+    return crc32(key.encode()) & 0x7FFFFFFF
+
+
+def full_key(topic: str, key: str) -> str:
+    """What the index hashes and stores for ``key`` of a message of ``topic``."""
+    return f"{topic}#{key}"
 
 
 class IndexFile:
@@ -60,29 +66,40 @@ class IndexFile:
         return self.index_count >= self.max_index
 
     def put(self, key: str, phy: int, store_ts: int) -> bool:
-        if self.index_count >= self.max_index:
-            return False
-        h = key_hash(key)
-        slot_pos = INDEX_HEADER_SIZE + (h % self.slots) * 4
-        mm = self.mm
-        (prev,) = _SLOT.unpack_from(mm, slot_pos)
-        if prev <= 0 or prev >= self.index_count:
-            prev = 0
-            self.slot_count += 1
-        if self.begin_ts == 0:
-            self.begin_ts = store_ts
-            self.begin_phy = phy
-        diff = (store_ts - self.begin_ts) // 1000
-        n = self.index_count
-        INDEX_ENTRY.pack_into(mm, self.entries_base + n * INDEX_ENTRY_SIZE, h, phy, diff, prev)
-        _SLOT.pack_into(mm, slot_pos, n)
-        self.index_count = n + 1
-        if store_ts > self.end_ts:
-            self.end_ts = store_ts
-        if phy > self.end_phy:
-            self.end_phy = phy
-        self.dirty = True
-        return True
+        return self.put_many([(key, phy, store_ts)], 0) == 1
+
+    def put_many(self, entries: list[tuple[str, int, int]], start: int) -> int:
+        """Add ``entries[start:]`` (full key, commitlog offset, store time) until this file is full;
+        returns the position in ``entries`` after the last one added."""
+        mm, slots, base, cap = self.mm, self.slots, self.entries_base, self.max_index
+        n, slot_count, begin_ts, end_ts, end_phy = (self.index_count, self.slot_count, self.begin_ts,
+                                                    self.end_ts, self.end_phy)
+        unpack_slot, pack_slot, pack_entry = _SLOT.unpack_from, _SLOT.pack_into, INDEX_ENTRY.pack_into
+        i, stop = start, min(len(entries), start + cap - n)
+        while i < stop:
+            key, phy, ts = entries[i]
+            i += 1
+            h = crc32(key.encode()) & 0x7FFFFFFF
+            slot_pos = INDEX_HEADER_SIZE + (h % slots) * 4
+            (prev,) = unpack_slot(mm, slot_pos)
+            if prev <= 0 or prev >= n:
+                prev = 0
+                slot_count += 1
+            if begin_ts == 0:
+                begin_ts = ts
+                self.begin_phy = phy
+            pack_entry(mm, base + n * INDEX_ENTRY_SIZE, h, phy, (ts - begin_ts) // 1000, prev)
+            pack_slot(mm, slot_pos, n)
+            n += 1
+            if ts > end_ts:
+                end_ts = ts
+            if phy > end_phy:
+                end_phy = phy
+        if i > start:
+            self.index_count, self.slot_count, self.begin_ts, self.end_ts, self.end_phy = (
+                n, slot_count, begin_ts, end_ts, end_phy)
+            self.dirty = True
+        return i
 
     def write_header(self) -> None:
         INDEX_HEADER.pack_into(self.mm, 0, self.begin_ts, self.end_ts, self.begin_phy, self.end_phy,
@@ -135,7 +152,7 @@ class IndexService:
         self.dir = directory
         self.preallocate = preallocate
         self.slots = slots
-        self.max_index = max_index
+        self.max_index = max(2, max_index)  # entry 0 is never used
         self.files: list[IndexFile] = []
 
     def load(self) -> None:
@@ -162,17 +179,17 @@ class IndexService:
         return f
 
     def put_keys(self, topic: str, keys: Iterable[str], phy: int, store_ts: int) -> None:
-        f = self._writable()
-        for k in keys:
-            if not k:
-                continue
-            if not f.put(f"{topic}#{k}", phy, store_ts):
-                f = self._writable()
-                f.put(f"{topic}#{k}", phy, store_ts)
+        self.put_many([(full_key(topic, k), phy, store_ts) for k in keys if k])
+
+    def put_many(self, entries: list[tuple[str, int, int]]) -> None:
+        """Index ``(full_key(topic, key), commitlog offset, store time)`` entries, in order."""
+        i = 0
+        while i < len(entries):
+            i = self._writable().put_many(entries, i)
 
     def lookup(self, topic: str, key: str, max_num: int, begin_ms: int, end_ms: int) -> list[int]:
         out: list[int] = []
-        full = f"{topic}#{key}"
+        full = full_key(topic, key)
         for f in reversed(self.files):
             if len(out) >= max_num:
                 break

@@ -38,7 +38,7 @@ from backends.store.checkpoint import CheckpointData, StoreCheckpoint
 from backends.store.commitlog import CommitLog
 from backends.store.consume_queue import CQ_ENTRY, CQ_ENTRY_SIZE, ConsumeQueue
 from backends.store.flush import FlushService
-from backends.store.index import IndexService
+from backends.store.index import IndexService, full_key
 from backends.store.record import (
     _BLANK,
     _HEAD_V4,
@@ -179,7 +179,7 @@ class MessageStore:
         # consume-queue entries of the pending batches, packed, per queue: (first queue offset, entries)
         self._pend_cq: dict[tuple[str, int], tuple[int, bytearray]] = {}
         self._pend_count = 0  # messages pending
-        self._pend_index: list[tuple[str, list[str], int, int]] = []  # (topic, keys, phy, store ts)
+        self._pend_index: list[tuple[str, int, int]] = []  # (index full key, phy, store ts)
         self._turn_now = 0  # store timestamp of the batches encoded in this event-loop iteration
         self._tag_codes: dict[str | None, int] = {None: 0, "": 0}
         self._next_qoff: dict[tuple[str, int], int] = {}
@@ -512,6 +512,7 @@ class MessageStore:
         topic_bytes = self._topic_bytes
         store_port = self._store_port
         index_on = self.config.message_index_enable
+        pend_index = self._pend_index
         last_key: tuple[str, int] | None = None
         last_topic: str | None = None
         last_born: tuple[str, int] | None = None
@@ -593,8 +594,13 @@ class MessageStore:
             if tc is None:
                 tc = self._tag_code(tag)
             cq_entries += _cq_pack(pos, size, tc)
-            if index_on and (_UNIQ in props or _KEYS in props):
-                self._queue_index(topic, props, pos, now)
+            if index_on:
+                if _KEYS in props:
+                    self._queue_index(topic, props, pos, now)
+                else:
+                    uniq = props.get(_UNIQ)
+                    if uniq:  # the common case: only the message id is indexed
+                        pend_index.append((full_key(topic, uniq), pos, now))
             placed += (pos, size, qoff)
             qoff += 1
             pos += size
@@ -643,9 +649,9 @@ class MessageStore:
         return tc
 
     def _queue_index(self, topic: str, props: dict[str, str], phy: int, ts: int) -> None:
-        keys = _index_keys(props.get(_UNIQ), props.get(_KEYS))
-        if keys:
-            self._pend_index.append((topic, keys, phy, ts))
+        for k in _index_keys(props.get(_UNIQ), props.get(_KEYS)):
+            if k:
+                self._pend_index.append((full_key(topic, k), phy, ts))
 
     def _rollback_encoded(self, pos: int, mark: tuple[int, int, int], encoded: list[Message]) -> None:
         """Forget what one rejected batch encoded (nothing of it was written yet)."""
@@ -710,9 +716,7 @@ class MessageStore:
             for key, (first, entries) in pend_cq.items():
                 (self._cqs.get(key) or self._cq(*key)).put_bulk(first, entries)
             if index_keys:
-                index = self.index
-                for topic, keys, phy, ts in index_keys:
-                    index.put_keys(topic, keys, phy, ts)
+                self.index.put_many(index_keys)
         except OSError as e:
             # the commitlog has the records but a consume queue or index file could not be created:
             # refuse writes from now on; the next start (abort file present) rebuilds them
