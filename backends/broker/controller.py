@@ -436,13 +436,31 @@ class BrokerController:
         return await self.pull_hold_service.pull(topic, queue_id, offset, max_nums, message_filter, suspend_ms)
 
     # ------------------------------------------------------------------ offsets
-    def query_consumer_offset(self, group: str, topic: str, queue_id: int) -> int:
-        """Committed offset, -1 when the group has none for this queue."""
+    def query_consumer_offset(self, group: str, topic: str, queue_id: int, zero_if_not_found: bool = False) -> int:
+        """Committed offset, -1 when the group has none for this queue.
+
+        With ``zero_if_not_found`` (QUERY_CONSUMER_OFFSET without ``setZeroIfNotFound=false``, as 4.x
+        clients send it) a group that never consumed this queue starts from its first message when that
+        is still the queue's offset 0 and in memory (RocketMQ's rule: a new group on a young topic reads it
+        all); a group created with ``consumeFromWhere=EARLIEST|TIMESTAMP`` starts there."""
         off = self.consumer_offset_manager.query_offset(group, topic, queue_id)
-        if off >= 0:
+        if off >= 0 or not zero_if_not_found:
             return off
-        # A queue whose first message is still there and that has never been consumed (RocketMQ:
-        # minOffset <= 0 and the first message in memory): start from 0.
+        store = self.message_store
+        cfg = self.subscription_group_manager.get(group)
+        attrs = (cfg.attributes if cfg else None) or {}
+        where = attrs.get("consumeFromWhere", "").upper()
+        if where == "EARLIEST":
+            return store.get_min_offset_in_queue(topic, queue_id)
+        if where == "TIMESTAMP":
+            try:
+                ts = int(attrs.get("consumeTimestamp", "0"))
+            except ValueError:
+                ts = 0
+            return store.get_offset_in_queue_by_time(topic, queue_id, ts)
+        if store.get_min_offset_in_queue(topic, queue_id) <= 0 and store.check_in_mem_by_consume_offset(
+                topic, queue_id, 0):
+            return 0
         return -1
 
     def update_consumer_offset(self, group: str, topic: str, queue_id: int, offset: int,

@@ -91,6 +91,7 @@ class MessageStoreConfig:
     max_message_size: int = 4 * 1024 * 1024
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
+    access_message_in_memory_max_ratio: int = 40  # percent of RAM: a message that near the end is "in memory"
     # Test hook: simulate_power_loss() drops every commitlog byte past the last fdatasync'ed offset
     # (and consume-queue entries past the last checkpoint), as a crash of the machine would
     # (proves SYNC_FLUSH loses nothing acknowledged, ASYNC_FLUSH can).
@@ -854,6 +855,16 @@ class MessageStore:
     def get_min_offset_in_queue(self, topic: str, queue_id: int) -> int:
         cq = self._cqs.get((topic, queue_id))
         return cq.min_offset if cq else 0
+
+    def check_in_mem_by_consume_offset(self, topic: str, queue_id: int, offset: int) -> bool:
+        """RocketMQ's checkInMemByConsumeOffset: the message at ``offset`` exists and lies within
+        ``access_message_in_memory_max_ratio`` percent of RAM of the commitlog's end."""
+        cq = self._cqs.get((topic, queue_id))
+        entry = cq.get(offset) if cq else None
+        if entry is None:
+            return False
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return self.get_max_phy_offset() - entry[0] <= ram * self.config.access_message_in_memory_max_ratio // 100
 
     def _store_time(self, phy: int, size: int) -> int:
         head = self.commitlog.read(phy, min(size, 96))

@@ -84,7 +84,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     async def query_offset(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         h = Header(request)
         group, topic, qid = h.s("consumerGroup"), h.s("topic"), h.i("queueId")
-        off = broker.query_consumer_offset(group, topic, qid)
+        off = broker.query_consumer_offset(group, topic, qid, zero_if_not_found=h.b("setZeroIfNotFound", True))
         if off < 0:
             return request.response(ResponseCode.QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group "
                                     "consumer boot first")

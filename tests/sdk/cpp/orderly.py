@@ -32,7 +32,8 @@ def main() -> int:
     consumer.set_namesrv_addr(ns)
     consumer.subscribe(topic, on_message)
     consumer.start()
-    time.sleep(5.0)
+    # no wait for the first rebalance: the broker answers a new group's offset query on a young queue
+    # with 0 (RocketMQ's rule), so messages sent before the consumer has its queues are not skipped
     producer = Producer(group + "_P")
     producer.set_namesrv_addr(ns)
     producer.start()

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from backends.broker.controller import BrokerController
-from backends.model import properties_to_string
+from backends.model import SubscriptionGroupConfig, properties_to_string
 from backends.remoting import json_body
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
@@ -57,7 +57,7 @@ async def test_send_pull_offsets(broker: BrokerController, client: RemotingClien
     assert p.code == ResponseCode.PULL_NOT_FOUND
 
     q = RemotingCommand.request(RequestCode.QUERY_CONSUMER_OFFSET,
-                                {"consumerGroup": "G1", "topic": "T1", "queueId": "0"})
+                                {"consumerGroup": "G1", "topic": "T1", "queueId": "0", "setZeroIfNotFound": "false"})
     assert (await client.invoke(addr, q, 5)).code == ResponseCode.QUERY_NOT_FOUND
     u = RemotingCommand.request(RequestCode.UPDATE_CONSUMER_OFFSET,
                                 {"consumerGroup": "G1", "topic": "T1", "queueId": "0", "commitOffset": "2"})
@@ -68,6 +68,27 @@ async def test_send_pull_offsets(broker: BrokerController, client: RemotingClien
     r = await client.invoke(addr, RemotingCommand.request(RequestCode.GET_MAX_OFFSET,
                                                           {"topic": "T1", "queueId": "0"}), 5)
     assert r.ext_fields["offset"] == "2"
+
+
+async def test_query_offset_of_a_new_group_follows_rocketmq(broker: BrokerController, client: RemotingClient) -> None:
+    """A group that never consumed a queue: 0 when the queue's first message is there and in memory
+    (4.x clients then read a young topic from its start), not found for an empty queue or when the client
+    says ``setZeroIfNotFound=false``; a group created with consumeFromWhere starts where it says."""
+    addr = broker.broker_addr
+
+    async def query(group: str, queue_id: int, **extra: str) -> tuple[int, str]:
+        r = await client.invoke(addr, RemotingCommand.request(RequestCode.QUERY_CONSUMER_OFFSET, {
+            "consumerGroup": group, "topic": "TQ", "queueId": str(queue_id), **extra}), 5)
+        return r.code, r.ext_fields.get("offset", "")
+
+    for i in range(3):
+        assert (await client.invoke(addr, send_req("TQ", b"m%d" % i), 5)).code == ResponseCode.SUCCESS
+    assert await query("NewG", 0) == (ResponseCode.SUCCESS, "0")
+    assert (await query("NewG", 0, setZeroIfNotFound="false"))[0] == ResponseCode.QUERY_NOT_FOUND
+    assert (await query("NewG", 1))[0] == ResponseCode.QUERY_NOT_FOUND  # no message in queue 1
+    broker.update_subscription_group(SubscriptionGroupConfig(
+        "LateG", attributes={"consumeFromWhere": "TIMESTAMP", "consumeTimestamp": str(2**62)}))
+    assert await query("LateG", 0) == (ResponseCode.SUCCESS, "3")  # after every stored message
 
 
 async def test_long_polling_wakes_on_arrival(broker: BrokerController, client: RemotingClient) -> None:
