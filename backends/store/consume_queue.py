@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backends.store.mapped_file import flush_mapped
+
 log = logging.getLogger("rocketmq.store")
 
 CQ_ENTRY = struct.Struct(">qiq")
@@ -163,14 +165,11 @@ class ConsumeQueue:
             self.max_offset = offset + n
 
     def flush(self) -> None:
-        """msync dirty files (called from the flush thread)."""
+        """Make dirty files durable (called from the flush thread)."""
         for f in list(self.files):
             if f.dirty:
                 f.dirty = False
-                try:
-                    f.mm.flush()
-                except ValueError:  # closed meanwhile (deleted by retention)
-                    pass
+                flush_mapped(f.fd)  # a file closed meanwhile (deleted by retention) is skipped
 
     def truncate_from_phy(self, phy_end: int, zero: bool = True) -> None:
         """Drop entries whose commitlog offset is >= ``phy_end`` (recovery: they point past the log).

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 
 from zlib_ng.zlib_ng import crc32  # the same CRC-32 as zlib.crc32
 
+from backends.store.mapped_file import flush_mapped
+
 log = logging.getLogger("rocketmq.store")
 
 INDEX_HEADER = struct.Struct(">qqqqii")
@@ -130,11 +132,11 @@ class IndexFile:
     def flush(self) -> None:
         if self.dirty:
             self.dirty = False
-            self.write_header()
             try:
-                self.mm.flush()
-            except ValueError:
-                pass
+                self.write_header()
+            except ValueError:  # closed meanwhile
+                return
+            flush_mapped(self.fd)
 
     def close(self) -> None:
         try:
@@ -167,8 +169,7 @@ class IndexService:
     def _writable(self) -> IndexFile:
         if self.files and not self.files[-1].full:
             return self.files[-1]
-        if self.files:
-            self.files[-1].flush()
+        # a full file stays dirty until the next checkpoint flushes it (off the event loop)
         name = time.strftime("%Y%m%d%H%M%S", time.localtime()) + f"{int(time.time() * 1000) % 1000:03d}"
         path = os.path.join(self.dir, name)
         while os.path.exists(path) or (self.files and path <= self.files[-1].path):
