@@ -91,7 +91,8 @@ class MessageStoreConfig:
     max_message_size: int = 4 * 1024 * 1024
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
-    access_message_in_memory_max_ratio: int = 40  # percent of RAM: a message that near the end is "in memory"
+    # percent of RAM: a message at most this far from the commitlog's end counts as "in memory"
+    access_message_in_memory_max_ratio: int = 40
     # Test hook: simulate_power_loss() drops every commitlog byte past the last fdatasync'ed offset
     # (and consume-queue entries past the last checkpoint), as a crash of the machine would
     # (proves SYNC_FLUSH loses nothing acknowledged, ASYNC_FLUSH can).
