@@ -442,7 +442,7 @@ class BrokerController:
         With ``zero_if_not_found`` (QUERY_CONSUMER_OFFSET without ``setZeroIfNotFound=false``, as 4.x
         clients send it) a group that never consumed this queue starts from its first message when that
         is still the queue's offset 0 and in memory (RocketMQ's rule: a new group on a young topic reads it
-        all); a group created with ``consumeFromWhere=EARLIEST|TIMESTAMP`` starts there."""
+        all); a group created with ``consumeFromWhere=EARLIEST|LATEST|TIMESTAMP`` starts there."""
         off = self.consumer_offset_manager.query_offset(group, topic, queue_id)
         if off >= 0 or not zero_if_not_found:
             return off
@@ -452,6 +452,8 @@ class BrokerController:
         where = attrs.get("consumeFromWhere", "").upper()
         if where == "EARLIEST":
             return store.get_min_offset_in_queue(topic, queue_id)
+        if where == "LATEST":
+            return -1  # the client then starts at the queue's end
         if where == "TIMESTAMP":
             try:
                 ts = int(attrs.get("consumeTimestamp", "0"))

@@ -89,6 +89,8 @@ async def test_query_offset_of_a_new_group_follows_rocketmq(broker: BrokerContro
     broker.update_subscription_group(SubscriptionGroupConfig(
         "LateG", attributes={"consumeFromWhere": "TIMESTAMP", "consumeTimestamp": str(2**62)}))
     assert await query("LateG", 0) == (ResponseCode.SUCCESS, "3")  # after every stored message
+    broker.update_subscription_group(SubscriptionGroupConfig("EndG", attributes={"consumeFromWhere": "LATEST"}))
+    assert (await query("EndG", 0))[0] == ResponseCode.QUERY_NOT_FOUND  # the client starts at the end
 
 
 async def test_long_polling_wakes_on_arrival(broker: BrokerController, client: RemotingClient) -> None:
