@@ -16,7 +16,6 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Iterable
 
 from zlib_ng.zlib_ng import crc32  # the same CRC-32 as zlib.crc32
 
@@ -66,9 +65,6 @@ class IndexFile:
     @property
     def full(self) -> bool:
         return self.index_count >= self.max_index
-
-    def put(self, key: str, phy: int, store_ts: int) -> bool:
-        return self.put_many([(key, phy, store_ts)], 0) == 1
 
     def put_many(self, entries: list[tuple[str, int, int]], start: int) -> int:
         """Add ``entries[start:]`` (full key, commitlog offset, store time) until this file is full;
@@ -178,9 +174,6 @@ class IndexService:
         f = IndexFile(path, self.slots, self.max_index, True, self.preallocate)
         self.files.append(f)
         return f
-
-    def put_keys(self, topic: str, keys: Iterable[str], phy: int, store_ts: int) -> None:
-        self.put_many([(full_key(topic, k), phy, store_ts) for k in keys if k])
 
     def put_many(self, entries: list[tuple[str, int, int]]) -> None:
         """Index ``(full_key(topic, key), commitlog offset, store time)`` entries, in order."""

@@ -229,11 +229,19 @@ class MessageStore:
             self._index_rebuilt.set()
 
     def _index_view(self, v: RecordView) -> None:
+        entries: list[tuple[str, int, int]] = []
+        self._index_entries(v, entries)
+        if entries:
+            self.index.put_many(entries)
+
+    @staticmethod
+    def _index_entries(v: RecordView, out: list[tuple[str, int, int]]) -> None:
+        """The index entries of a recovered record, appended to ``out``."""
         props = v.properties
-        keys = _index_keys(property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None,
-                           property_of(props, _KEYS) if "KEYS\x01" in props else None)
-        if keys:
-            self.index.put_keys(v.topic, keys, v.physical_offset, v.store_timestamp)
+        for k in _index_keys(property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None,
+                             property_of(props, _KEYS) if "KEYS\x01" in props else None):
+            if k:
+                out.append((full_key(v.topic, k), v.physical_offset, v.store_timestamp))
 
     def _index_step(self, window: int = 4 * 1024 * 1024) -> bool:
         """Index the next window of recovered records; False when done."""
@@ -243,7 +251,10 @@ class MessageStore:
         if pos >= end or self._closed:
             self._index_rebuild = None
             return False
-        nxt = self.commitlog.scan(pos, self._index_view, check_crc=False, stop=min(end, pos + window))
+        entries: list[tuple[str, int, int]] = []
+        nxt = self.commitlog.scan(pos, lambda v: self._index_entries(v, entries), check_crc=False,
+                                  stop=min(end, pos + window))
+        self.index.put_many(entries)
         if nxt <= pos:  # removed by retention meanwhile, or unreadable: nothing more to index
             self._index_rebuild = None
             return False
