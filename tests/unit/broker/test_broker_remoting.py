@@ -86,6 +86,9 @@ async def test_query_offset_of_a_new_group_follows_rocketmq(broker: BrokerContro
     assert await query("NewG", 0) == (ResponseCode.SUCCESS, "0")
     assert (await query("NewG", 0, setZeroIfNotFound="false"))[0] == ResponseCode.QUERY_NOT_FOUND
     assert (await query("NewG", 1))[0] == ResponseCode.QUERY_NOT_FOUND  # no message in queue 1
+    broker.message_store.config.access_message_in_memory_max_ratio = 0  # offset 0 no longer "in memory"
+    assert (await query("NewG", 0))[0] == ResponseCode.QUERY_NOT_FOUND
+    broker.message_store.config.access_message_in_memory_max_ratio = 40
     broker.update_subscription_group(SubscriptionGroupConfig(
         "LateG", attributes={"consumeFromWhere": "TIMESTAMP", "consumeTimestamp": str(2**62)}))
     assert await query("LateG", 0) == (ResponseCode.SUCCESS, "3")  # after every stored message
