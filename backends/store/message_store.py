@@ -125,8 +125,8 @@ ArrivalListener = Callable[[str, int, int], None]
 
 
 def _index_keys(uniq: str | None, keys: str | None) -> list[str]:
-    """The index keys of one message: its KEYS (space separated), then its UNIQ_KEY."""
-    out = keys.split(" ") if keys else []
+    """The index keys of one message: its KEYS (space separated, empty ones skipped), then its UNIQ_KEY."""
+    out = [k for k in keys.split(" ") if k] if keys else []
     if uniq:
         out.append(uniq)
     return out
@@ -240,8 +240,7 @@ class MessageStore:
         props = v.properties
         for k in _index_keys(property_of(props, _UNIQ) if "UNIQ_KEY\x01" in props else None,
                              property_of(props, _KEYS) if "KEYS\x01" in props else None):
-            if k:
-                out.append((full_key(v.topic, k), v.physical_offset, v.store_timestamp))
+            out.append((full_key(v.topic, k), v.physical_offset, v.store_timestamp))
 
     def _index_step(self, window: int = 4 * 1024 * 1024) -> bool:
         """Index the next window of recovered records; False when done."""
@@ -663,8 +662,7 @@ class MessageStore:
 
     def _queue_index(self, topic: str, props: dict[str, str], phy: int, ts: int) -> None:
         for k in _index_keys(props.get(_UNIQ), props.get(_KEYS)):
-            if k:
-                self._pend_index.append((full_key(topic, k), phy, ts))
+            self._pend_index.append((full_key(topic, k), phy, ts))
 
     def _rollback_encoded(self, pos: int, mark: tuple[int, int, int], encoded: list[Message]) -> None:
         """Forget what one rejected batch encoded (nothing of it was written yet)."""
