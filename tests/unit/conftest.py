@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests: a real BrokerController on a small temporary store, a remoting client."""
+"""Fixtures shared by the unit tests: a real BrokerController on a small temporary store, a remoting client,
+a spy on the JSON state-file writes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from backends.broker.broker_config import BrokerConfig
 from backends.broker.controller import BrokerController
 from backends.remoting.client import RemotingClient
+from tests.unit.broker.write_spy import Call, spy_atomic_writes
 
 
 @pytest.fixture
@@ -31,3 +33,9 @@ async def client() -> AsyncIterator[RemotingClient]:
         yield c
     finally:
         await c.close()
+
+
+@pytest.fixture
+def atomic_writes(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
+    """Every atomic_write_json call of the test, recorded as (thread, path, obj) and still done."""
+    return spy_atomic_writes(monkeypatch)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from backends.namesrv.kvconfig_manager import KVConfigManager
-from tests.unit.broker.write_spy import spy_atomic_writes
+from tests.unit.broker.write_spy import Call
 
 
-def test_written_with_atomic_write_json_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = spy_atomic_writes(monkeypatch)
+def test_written_with_atomic_write_json_and_read_back(tmp_path: Path, atomic_writes: list[Call]) -> None:
     path = tmp_path / "namesrv" / "kvConfig.json"
     kv = KVConfigManager(str(path))
     kv.put("ORDER_TOPIC_CONFIG", "T1", "broker-a:4")
     kv.put("NS", "k", "v")
-    assert [c[1] for c in calls] == [str(path), str(path)]
+    assert [c[1] for c in atomic_writes] == [str(path), str(path)]
     assert json.loads(path.read_text()) == {"configTable": {"ORDER_TOPIC_CONFIG": {"T1": "broker-a:4"},
                                                             "NS": {"k": "v"}}}
     assert json.loads(Path(str(path) + ".bak").read_text()) == {

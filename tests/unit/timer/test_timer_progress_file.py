@@ -13,7 +13,6 @@ import pytest
 
 from backends.broker.timer import service as timer_service
 from backends.broker.timer.service import TimerProgress
-from tests.unit.broker.write_spy import Call, spy_atomic_writes
 
 WAIT = 10.0
 
@@ -32,17 +31,12 @@ def loaded(path: Path) -> TimerProgress:
     return p
 
 
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
-    return spy_atomic_writes(monkeypatch)
-
-
-def test_persist_goes_through_atomic_write_json_and_round_trips(tmp_path: Path, calls: list[Any]) -> None:
+def test_persist_goes_through_atomic_write_json_and_round_trips(tmp_path: Path, atomic_writes: list[Any]) -> None:
     path = tmp_path / "config" / "timerProgress.json"
     p = progress(path, 5, [7, 8, 10])
     p.persist()
     assert not p.dirty
-    assert [c[1] for c in calls] == [str(path)]
+    assert [c[1] for c in atomic_writes] == [str(path)]
     assert json.loads(path.read_text()) == {"offset": 5, "done": [[7, 8], [10, 10]]}
     assert not Path(str(path) + ".bak").exists()
     back = loaded(path)
@@ -83,15 +77,15 @@ def test_write_failure_is_logged_and_keeps_going(tmp_path: Path, caplog: pytest.
     assert "timerProgress.json failed" in caplog.text
 
 
-async def test_periodic_persist_runs_off_the_loop(tmp_path: Path, calls: list[Any]) -> None:
+async def test_periodic_persist_runs_off_the_loop(tmp_path: Path, atomic_writes: list[Any]) -> None:
     path = tmp_path / "timerProgress.json"
     p = progress(path, 4, [6])
     p.persist_soon()
-    assert calls == [] and not p.dirty  # requested, not written on the loop
+    assert atomic_writes == [] and not p.dirty  # requested, not written on the loop
     p.mark(7)
     p.persist_soon()
     await p.flush()
-    assert calls and all(t is not threading.main_thread() for t, _, _ in calls)
+    assert atomic_writes and all(t is not threading.main_thread() for t, _, _ in atomic_writes)
     assert json.loads(path.read_text()) == {"offset": 4, "done": [[6, 7]]}
 
 

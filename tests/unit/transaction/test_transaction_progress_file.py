@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from backends.broker.transaction import TransactionalMessageService
-from tests.unit.broker.write_spy import Call, spy_atomic_writes
 
 WAIT = 10.0
 
@@ -29,17 +28,12 @@ def loaded(root: Path) -> TransactionalMessageService:
     return svc
 
 
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[Call]:
-    return spy_atomic_writes(monkeypatch)
-
-
-def test_persist_goes_through_atomic_write_json_and_round_trips(tmp_path: Path, calls: list[Any]) -> None:
+def test_persist_goes_through_atomic_write_json_and_round_trips(tmp_path: Path, atomic_writes: list[Any]) -> None:
     svc = service(tmp_path)
     path = Path(svc.path or "")
     svc.half_offset, svc._op_scan, svc.check_times = 3, 7, {3: 2, 4: 1, 1: 9}
     svc._persist()  # no event loop here: written at once
-    assert [c[1] for c in calls] == [str(path)]
+    assert [c[1] for c in atomic_writes] == [str(path)]
     assert json.loads(path.read_text()) == {"halfOffset": 3, "opOffset": 7, "checkTimes": {"3": 2, "4": 1}}
     back = loaded(tmp_path)
     assert (back.half_offset, back._op_scan, back.check_times) == (3, 7, {3: 2, 4: 1})
@@ -64,13 +58,13 @@ def test_reads_the_files_written_before_and_the_backup(tmp_path: Path) -> None:
     assert loaded(tmp_path).half_offset == 2
 
 
-async def test_persist_runs_off_the_loop(tmp_path: Path, calls: list[Any]) -> None:
+async def test_persist_runs_off_the_loop(tmp_path: Path, atomic_writes: list[Any]) -> None:
     svc = service(tmp_path)
     svc.half_offset = 8
     svc._persist()
-    assert calls == []  # requested, not written on the loop
+    assert atomic_writes == []  # requested, not written on the loop
     await asyncio.wait_for(svc._writer.wait_persisted(), WAIT)
-    assert calls and all(t is not threading.main_thread() for t, _, _ in calls)
+    assert atomic_writes and all(t is not threading.main_thread() for t, _, _ in atomic_writes)
     assert loaded(tmp_path).half_offset == 8
 
 
