@@ -334,6 +334,19 @@ class ConsumeInitMode(enum.StrEnum):
     EARLIEST = "EARLIEST"
     TIMESTAMP = "TIMESTAMP"
 
+    @classmethod
+    def parse(cls, where: str | None) -> ConsumeInitMode | None:
+        """A ``consumeFromWhere`` value (also RocketMQ's CONSUME_FROM_* names); None when unset or unknown."""
+        return _INIT_MODE_NAMES.get((where or "").upper())
+
+
+_INIT_MODE_NAMES = {
+    "EARLIEST": ConsumeInitMode.EARLIEST, "FIRST": ConsumeInitMode.EARLIEST,
+    "CONSUME_FROM_FIRST_OFFSET": ConsumeInitMode.EARLIEST,
+    "LATEST": ConsumeInitMode.LATEST,
+    "TIMESTAMP": ConsumeInitMode.TIMESTAMP, "CONSUME_FROM_TIMESTAMP": ConsumeInitMode.TIMESTAMP,
+}
+
 
 @dataclass(slots=True)
 class SubscriptionGroupConfig:
@@ -352,6 +365,15 @@ class SubscriptionGroupConfig:
     group_sys_flag: int = 0
     consume_timeout_minute: int = 15
     attributes: dict[str, str] = field(default_factory=dict)
+
+    def consume_from(self) -> tuple[ConsumeInitMode | None, int]:
+        """Where the group starts on a queue it never consumed, from its ``consumeFromWhere`` attribute
+        (None: not set), and its ``consumeTimestamp`` (ms, 0 when absent or not a number)."""
+        try:
+            ts = int(self.attributes.get("consumeTimestamp", "0"))
+        except ValueError:
+            ts = 0
+        return ConsumeInitMode.parse(self.attributes.get("consumeFromWhere")), ts
 
     def to_json(self) -> dict[str, Any]:
         return {

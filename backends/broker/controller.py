@@ -38,6 +38,7 @@ from backends.model import (
     TIMER_TOPIC,
     TRANS_HALF_TOPIC,
     TRANS_OP_HALF_TOPIC,
+    ConsumeInitMode,
     Message,
     MessageConst,
     MessageExt,
@@ -448,17 +449,12 @@ class BrokerController:
             return off
         store = self.message_store
         cfg = self.subscription_group_manager.get(group)
-        attrs = (cfg.attributes if cfg else None) or {}
-        where = attrs.get("consumeFromWhere", "").upper()
-        if where == "EARLIEST":
+        mode, ts = cfg.consume_from() if cfg is not None else (None, 0)
+        if mode is ConsumeInitMode.EARLIEST:
             return store.get_min_offset_in_queue(topic, queue_id)
-        if where == "LATEST":
+        if mode is ConsumeInitMode.LATEST:
             return -1  # the client then starts at the queue's end
-        if where == "TIMESTAMP":
-            try:
-                ts = int(attrs.get("consumeTimestamp", "0"))
-            except ValueError:
-                ts = 0
+        if mode is ConsumeInitMode.TIMESTAMP:
             return store.get_offset_in_queue_by_time(topic, queue_id, ts)
         if store.get_min_offset_in_queue(topic, queue_id) <= 0 and store.check_in_mem_by_consume_offset(
                 topic, queue_id, 0):

@@ -63,6 +63,7 @@ from backends.broker.pop.state_log import PopStateLog
 from backends.model import (
     DLQ_GROUP_TOPIC_PREFIX,
     REVIVE_TOPIC_PREFIX,
+    ConsumeInitMode,
     GetMessageStatus,
     Message,
     MessageConst,
@@ -356,17 +357,14 @@ class PopMessageService:
         cfg = None
         with contextlib.suppress(Exception):
             cfg = self.broker.subscription_group_manager.find_subscription_group_config(group)
-        attrs = cfg.attributes if cfg is not None else {}
-        where = (init_mode or attrs.get("consumeFromWhere") or "").upper()
+        mode, ts = cfg.consume_from() if cfg is not None else (None, 0)
+        if init_mode:
+            mode = ConsumeInitMode.parse(init_mode)
         if topic.startswith(DLQ_GROUP_TOPIC_PREFIX) or topic.startswith("%RETRY%"):
-            where = "EARLIEST"
-        if where in ("EARLIEST", "CONSUME_FROM_FIRST_OFFSET", "FIRST"):
+            mode = ConsumeInitMode.EARLIEST
+        if mode is ConsumeInitMode.EARLIEST:
             return min_off
-        if where in ("TIMESTAMP", "CONSUME_FROM_TIMESTAMP"):
-            try:
-                ts = int(attrs.get("consumeTimestamp", "0"))
-            except ValueError:
-                ts = 0
+        if mode is ConsumeInitMode.TIMESTAMP:
             return max(min_off, min(store.get_offset_in_queue_by_time(topic, queue_id, ts), max_off))
         return max_off
 
