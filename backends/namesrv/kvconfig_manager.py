@@ -24,19 +24,10 @@ class KVConfigManager:
     def load(self) -> None:
         if self.path is None:
             return
-        for p in (self.path, self.path.with_name(self.path.name + ".bak")):
-            if not p.exists():
-                continue
-            try:
-                data = json_body.loads(p.read_bytes())
-                table = data.get("configTable") or {}
-                self.config_table = {
-                    str(ns): {str(k): str(v) for k, v in (kv or {}).items()} for ns, kv in table.items()
-                }
-                log.info("load KV config table OK: %s", p)
-                return
-            except (OSError, ValueError, AttributeError) as e:
-                log.warning("load KV config table %s failed: %s", p, e)
+        table = config_file.read_json(str(self.path), loads=_parse_config_table)  # else its .bak
+        if table is not None:
+            self.config_table = table
+            log.info("load KV config table OK: %s", self.path)
 
     def persist(self) -> None:
         if self.path is None:
@@ -64,3 +55,12 @@ class KVConfigManager:
     def get_kv_list_by_namespace(self, namespace: str) -> dict[str, str] | None:
         table = self.config_table.get(namespace)
         return dict(table) if table else None
+
+
+def _parse_config_table(raw: bytes) -> dict[str, dict[str, str]]:
+    """``{"configTable": {namespace: {key: value}}}`` (lenient JSON, as RocketMQ writes it)."""
+    try:
+        table = json_body.loads(raw).get("configTable") or {}
+        return {str(ns): {str(k): str(v) for k, v in (kv or {}).items()} for ns, kv in table.items()}
+    except AttributeError as e:
+        raise ValueError(f"not a KV config table: {e}") from None

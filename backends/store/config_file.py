@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("rocketmq.store")
@@ -53,7 +54,9 @@ def atomic_write_json(path: str, obj: Any) -> None:
     _fsync_dir(directory)
 
 
-def read_json(path: str, default: Any = None) -> Any:
+def read_json(path: str, default: Any = None, loads: Callable[[bytes], Any] = json.loads) -> Any:
+    """The content of ``path`` (else of its ``.bak``) as ``loads`` returns it; ``default`` when neither
+    is readable. ``loads`` raises ValueError for content it does not accept."""
     for p in (path, path + ".bak"):
         try:
             with open(p, "rb") as f:
@@ -67,7 +70,7 @@ def read_json(path: str, default: Any = None) -> Any:
             log.error("config: %s is empty; trying the backup", p)
             continue
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError as e:
             log.error("config: %s is corrupt (%s); trying the backup", p, e)
     return default
