@@ -92,7 +92,6 @@ class CoalescingPersister:
         self._written = 0  # number of the newest snapshot written successfully
         self._pending = False  # a change not yet snapshotted for writing
         self._task: asyncio.Task[None] | None = None
-        self.writes = 0  # write attempts (tests, diagnostics)
 
     def _snapshot(self) -> tuple[int, str, Any]:
         self._seq += 1
@@ -102,7 +101,6 @@ class CoalescingPersister:
         with self._lock:
             if seq <= self._written:
                 return True  # a newer table is already on disk
-            self.writes += 1
             ok = (self._write_fn or persist_json)(path, obj)
             if ok:
                 self._written = seq
