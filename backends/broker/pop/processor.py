@@ -40,10 +40,9 @@ def _service(broker: Any) -> PopMessageService:
     return svc  # type: ignore[no-any-return]
 
 
-def _header_extra_info(cmd: RemotingCommand) -> str:
+def _header_extra_info(h: Header) -> str:
     """The request's extraInfo with the header's queueId/offset (as RocketMQ acks the header's offset);
     a 7-field extra info (no queue offset) gets the offset appended."""
-    h = Header(cmd)
     extra = h.s("extraInfo")
     queue_id = h.i("queueId")
     offset = h.i("offset")
@@ -169,7 +168,7 @@ def register(server: Any, broker: Any) -> None:
     async def _ack(request: RemotingCommand) -> RemotingCommand:
         svc = _service(broker)
         h = Header(request)
-        await svc.ack(h.s("consumerGroup"), h.s("topic"), _header_extra_info(request))
+        await svc.ack(h.s("consumerGroup"), h.s("topic"), _header_extra_info(h))
         return request.response(ResponseCode.SUCCESS)
 
     async def _batch_ack(request: RemotingCommand) -> RemotingCommand:
@@ -215,7 +214,7 @@ def register(server: Any, broker: Any) -> None:
         h = Header(request)
         invisible = h.i("invisibleTime")
         new = await svc.change_invisible_time(h.s("consumerGroup"), h.s("topic"),
-                                              _header_extra_info(request), invisible)
+                                              _header_extra_info(h), invisible)
         info = xi.parse(new)
         return request.response(ResponseCode.SUCCESS, None, {
             "popTime": str(info.pop_time), "invisibleTime": str(info.invisible_time),
