@@ -38,21 +38,10 @@ def persist_json(path: str, obj: Any) -> bool:
 
 
 def read_json(path: str) -> Any | None:
-    """The parsed file, else its .bak, else None. Lenient: accepts fastjson's bare integer keys, as in a
-    consumerOffset.json written by a Java broker."""
-    for p in (path, path + ".bak"):
-        try:
-            with open(p, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue
-        if not data.strip():
-            continue
-        try:
-            return json_body.loads(data)
-        except ValueError:
-            log.warning("config file %s is corrupt, trying its backup", p)
-    return None
+    """The parsed file, else its .bak, else None; an unreadable, empty or corrupt file is logged and its
+    backup tried (RocketMQ's ConfigManager.load / loadBak). Lenient: accepts fastjson's bare integer keys,
+    as in a consumerOffset.json written by a Java broker."""
+    return store_config_file.read_json(path, None, json_body.loads)
 
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None

@@ -200,3 +200,26 @@ async def test_broker_shutdown_writes_the_last_tables(tmp_path: Path, writes: Wr
     last_group_write = writes.to("subscriptionGroup.json")[-1]
     assert last_group_write[0] is not threading.main_thread()  # off the loop, also at shutdown
     assert "Late" in last_group_write[2]["subscriptionGroupTable"]
+
+
+def test_unreadable_or_corrupt_table_falls_back_to_its_backup(tmp_path: Path, caplog) -> None:
+    """RocketMQ's ConfigManager.load: a table file that cannot be read or parsed is logged and its .bak
+    loaded; without a usable .bak the table starts empty (the broker still starts)."""
+    cfg = BrokerConfig(store_path_root_dir=str(tmp_path))
+    tcm = TopicConfigManager(cfg)
+    tcm.update_topic_config(TopicConfig("Kept", 2, 2))
+    tcm.update_topic_config(TopicConfig("Newer", 2, 2))  # the .bak holds the table with "Kept" only
+    path = Path(tcm.path)
+    path.unlink()
+    path.mkdir()  # reading it fails with an OSError (IsADirectoryError), not "not found"
+    again = TopicConfigManager(cfg)
+    again.load()
+    assert "Kept" in again.topic_config_table and "Newer" not in again.topic_config_table
+    assert f"cannot read {path}" in caplog.text
+    path.rmdir()
+    path.write_text("{not json")
+    Path(str(path) + ".bak").write_text("")
+    empty = TopicConfigManager(cfg)
+    empty.load()
+    assert "Kept" not in empty.topic_config_table
+    assert "is corrupt" in caplog.text and "is empty" in caplog.text
