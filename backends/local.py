@@ -148,11 +148,17 @@ class LocalBackend(Backend):
         # No wait_for here: cancelling a store append half way helps nobody; the store bounds its own
         # waits (syncFlushTimeout -> FLUSH_DISK_TIMEOUT).
         result = await self.broker.send_messages(messages)
-        handles = [self.broker.recall_handle_for(m) for m in messages]
-        for m in messages:  # the timer service moved delayed messages to its topic in place
+        handles: list[str] | None = None
+        for i, m in enumerate(messages):
+            # the timer service (delayed) and the transaction service (half message) moved this message
+            # to their topic in place: answer with its own queue and, when delayed, its recall handle
             real_qid = m.properties.get(MessageConst.REAL_QUEUE_ID)
-            if real_qid is not None and m.properties.get(MessageConst.REAL_TOPIC):
-                m.queue_id = int(real_qid)
+            if real_qid is None or not m.properties.get(MessageConst.REAL_TOPIC):
+                continue
+            m.queue_id = int(real_qid)
+            if handles is None:
+                handles = [""] * len(messages)
+            handles[i] = self.broker.recall_handle_for(m)
         return send_results(messages, result, self.broker.broker_name, handles)
 
     async def end_transaction(self, broker_name: str, producer_group: str, topic: str, msg_id: str,
