@@ -168,8 +168,10 @@ class ClusterBackend(Backend):
             except BackendError:
                 pass
             addr = self._broker_addrs.get(broker_name)
-        if addr is None:
-            raise BackendError(ResponseCode.SYSTEM_ERROR, f"broker {broker_name} has no master address")
+        if addr is None:  # RocketMQ's proxy: INVALID_BROKER_NAME, answered as BAD_REQUEST
+            raise BackendError(ResponseCode.INVALID_PARAMETER,
+                               f"cannot find broker {broker_name} (no master of that name in cluster "
+                               f"{self.cluster_name})")
         return addr
 
     async def _invoke(self, broker_name: str, request: RemotingCommand, timeout: float) -> RemotingCommand:

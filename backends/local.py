@@ -121,8 +121,8 @@ class LocalBackend(Backend):
 
     def _check_broker(self, broker_name: str) -> None:
         if broker_name and broker_name != self.broker.broker_name:
-            raise BackendError(ResponseCode.SYSTEM_ERROR, f"broker {broker_name} is not this broker "
-                               f"({self.broker.broker_name})")
+            raise BackendError(ResponseCode.INVALID_PARAMETER,
+                               f"cannot find broker {broker_name} (Local mode serves {self.broker.broker_name})")
 
     # -- metadata --
     async def get_route(self, topic: str) -> TopicRouteData:

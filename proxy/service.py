@@ -96,6 +96,14 @@ def error_status(exc: BaseException) -> pb.Status:
     return status(C.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
 
+def _enum_name(enum: Any, number: int) -> str:
+    """The name of an enum number, or the number itself for one this proto version does not define."""
+    try:
+        return str(enum.Name(number))
+    except ValueError:
+        return str(number)
+
+
 def _perm_of(perm: int) -> int:
     r, w = Perm.readable(perm), Perm.writeable(perm)
     if r and w:
@@ -527,7 +535,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         if expected is not None and mtype != expected:
             raise ProxyError(
                 C.MESSAGE_PROPERTY_CONFLICT_WITH_TYPE,
-                f"current message type {MT.Name(mtype)} not match with topic accept "
+                f"current message type {_enum_name(MT, mtype)} not match with topic accept "
                 f"message types {topic_type.value if topic_type else ''}",
             )
         return group
