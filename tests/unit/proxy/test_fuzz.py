@@ -25,7 +25,7 @@ from google.protobuf.message import Message as PbMessage
 
 from backends.broker.controller import BrokerController
 from backends.local import LocalBackend
-from backends.model import TopicConfig
+from backends.model import SubscriptionGroupConfig, TopicConfig
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from proxy.config import ProxyConfig
@@ -118,6 +118,8 @@ async def proxy(broker: BrokerController) -> AsyncIterator[tuple[ProxyServer, gr
     tcm = broker.topic_config_manager
     tcm.update_topic_config(TopicConfig("TopicF", 4, 4))
     tcm.update_topic_config(TopicConfig("TopicFifo", 2, 2, attributes={"message.type": "FIFO"}))
+    broker.subscription_group_manager.update_subscription_group_config(
+        SubscriptionGroupConfig("GroupF", attributes={"consumeFromWhere": "EARLIEST"}))
     server = ProxyServer(ProxyConfig(grpc_server_port=0, grpc_bind_address="127.0.0.1"), LocalBackend(broker),
                          manage_backend=False)
     await server.start()
@@ -233,3 +235,93 @@ async def test_unknown_broker_name_is_a_bad_request(proxy: tuple[ProxyServer, gr
                                   response_deserializer=spb.GetOffsetResponse.FromString)(
         req.SerializeToString(), metadata=(("x-mq-client-id", "c"),), timeout=DEADLINE_S)
     assert r.status.code == pb.Code.BAD_REQUEST and "cannot find broker broker-x" in r.status.message
+
+
+def _mutate(handle: str, rnd: random.Random) -> str:
+    """A receipt handle with one field replaced, a character flipped, or cut short."""
+    parts = handle.split(" ")
+    r = rnd.random()
+    if r < 0.6:
+        i = rnd.randrange(len(parts))
+        parts[i] = rnd.choice(["", "-1", "0", "x", str(2**63), str(-(2**63)), str(2**70), "1e3", "broker-x",
+                               "TopicF", "%RETRY%GroupF", "00", " ", "\u00e9", parts[i] * 3])
+        return " ".join(parts)
+    if r < 0.8 and handle:
+        i = rnd.randrange(len(handle))
+        return handle[:i] + chr(rnd.randrange(32, 127)) + handle[i + 1:]
+    return handle[: rnd.randrange(len(handle) + 1)] + rnd.choice(["", " ", "  9", " 1 2 3"])
+
+
+async def test_mutated_receipt_handles_get_a_status(proxy: tuple[ProxyServer, grpc.aio.Channel],
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Ack, ChangeInvisibleDuration and ForwardMessageToDeadLetterQueue with damaged copies of a real
+    receipt handle: each answers a status and nothing is logged as an error."""
+    _, channel = proxy
+    caplog.set_level(logging.ERROR)
+    md = (("x-mq-client-id", "fuzz-handles"),)
+
+    def unary(name: str, resp_cls: Any) -> Any:
+        return channel.unary_unary(_path(SERVICE.methods_by_name[name]), request_serializer=None,
+                                   response_deserializer=resp_cls.FromString)
+
+    send = spb.SendMessageRequest()
+    for i in range(4):
+        m = send.messages.add(body=b"fuzz")
+        m.topic.name = "TopicF"
+        m.system_properties.message_id = f"FUZZ{i}"
+        m.system_properties.message_type = pb.MessageType.NORMAL
+    sr = await unary("SendMessage", spb.SendMessageResponse)(send.SerializeToString(), metadata=md,
+                                                            timeout=DEADLINE_S)
+    assert sr.status.code == pb.Code.OK
+    handles = []
+    for qid in range(4):
+        rr = spb.ReceiveMessageRequest(batch_size=8)
+        rr.group.name = "GroupF"
+        rr.message_queue.topic.name = "TopicF"
+        rr.message_queue.broker.name = "broker-a"
+        rr.message_queue.id = qid
+        rr.filter_expression.expression = "*"
+        rr.invisible_duration.seconds = 30
+        rr.long_polling_timeout.seconds = 1
+        call = channel.unary_stream(_path(SERVICE.methods_by_name["ReceiveMessage"]), request_serializer=None,
+                                    response_deserializer=spb.ReceiveMessageResponse.FromString)
+        async for r in call(rr.SerializeToString(), metadata=md, timeout=DEADLINE_S):
+            if r.HasField("message"):
+                handles.append((r.message.system_properties.message_id, r.message.system_properties.receipt_handle))
+        if handles:
+            break
+    assert handles, "nothing received to take receipt handles from"
+    rnd = random.Random(SEED)
+    calls = []
+    for _ in range(3 * PER_METHOD):
+        mid, handle = rnd.choice(handles)
+        bad = _mutate(handle, rnd)
+        kind = rnd.randrange(3)
+        if kind == 0:
+            ack = spb.AckMessageRequest()
+            ack.group.name = "GroupF"
+            ack.topic.name = "TopicF"
+            ack.entries.add(message_id=mid, receipt_handle=bad)
+            calls.append(unary("AckMessage", spb.AckMessageResponse)(ack.SerializeToString(), metadata=md,
+                                                                    timeout=DEADLINE_S))
+        elif kind == 1:
+            ch = spb.ChangeInvisibleDurationRequest(receipt_handle=bad, message_id=mid)
+            ch.group.name = "GroupF"
+            ch.topic.name = "TopicF"
+            ch.invisible_duration.seconds = rnd.choice([0, 10, 30, -5, 10**9])
+            calls.append(unary("ChangeInvisibleDuration", spb.ChangeInvisibleDurationResponse)(
+                ch.SerializeToString(), metadata=md, timeout=DEADLINE_S))
+        else:
+            fw = spb.ForwardMessageToDeadLetterQueueRequest(receipt_handle=bad, message_id=mid,
+                                                            delivery_attempt=rnd.choice([1, 16, 0, -1]),
+                                                            max_delivery_attempts=rnd.choice([16, 0, -1]))
+            fw.group.name = "GroupF"
+            fw.topic.name = "TopicF"
+            calls.append(unary("ForwardMessageToDeadLetterQueue", spb.ForwardMessageToDeadLetterQueueResponse)(
+                fw.SerializeToString(), metadata=md, timeout=DEADLINE_S))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    problems = [repr(r) for r in results if isinstance(r, BaseException) or not r.HasField("status")]
+    problems += [f"logged: {r.getMessage()} {r.exc_info[1]!r}" if r.exc_info else f"logged: {r.getMessage()}"
+                 for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not problems, "\n".join(sorted(set(problems))[:30])
+    await _still_serving(channel)
