@@ -17,13 +17,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backends.api import Backend
-from protos.apache.rocketmq.v2 import service_pb2_grpc
+from proxy import handlers
 from proxy.config import ProxyConfig
 from proxy.service import MessagingService
 
 log = logging.getLogger("proxy")
 
-SERVICE_NAME = "apache.rocketmq.v2.MessagingService"
+SERVICE_NAME = handlers.SERVICE.full_name
 
 
 class ProxyServer:
@@ -49,7 +49,7 @@ class ProxyServer:
             ("grpc.http2.max_pings_without_data", 0),
         ]
         server = grpc.aio.server(options=options)
-        service_pb2_grpc.add_MessagingServiceServicer_to_server(self.service, server)
+        handlers.add_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         bind = self.config.grpc_bind_address or "0.0.0.0"
         host = f"[{bind}]" if ":" in bind else bind
