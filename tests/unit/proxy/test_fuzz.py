@@ -41,23 +41,23 @@ async def channel(broker: BrokerController) -> AsyncIterator[grpc.aio.Channel]:
         await server.shutdown(0)
 
 
+async def _check(channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture, problems: list[str]) -> None:
+    problems = problems + fz.logged_errors(caplog.records)
+    assert not problems, "\n".join(sorted(set(problems))[:30])
+    await fz.still_serving(channel, 4)
+
+
 async def test_random_requests_to_every_rpc_get_a_status(channel: grpc.aio.Channel,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
-    problems = await fz.random_requests(channel)
-    problems += fz.logged_errors(caplog.records)
-    assert not problems, "\n".join(sorted(set(problems))[:30])
-    await fz.still_serving(channel, 4)
+    await _check(channel, caplog, await fz.random_requests(channel))
 
 
 async def test_undecodable_requests_are_internal_errors_not_crashes(channel: grpc.aio.Channel,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    problems = await fz.undecodable_requests(channel)
-    problems += fz.logged_errors(caplog.records)
-    assert not problems, "\n".join(sorted(set(problems))[:30])
+    await _check(channel, caplog, await fz.undecodable_requests(channel))
     assert "undecodable request" in caplog.text  # one warning line per call instead
-    await fz.still_serving(channel, 4)
 
 
 async def test_mutated_receipt_handles_get_a_status(channel: grpc.aio.Channel,
@@ -65,10 +65,7 @@ async def test_mutated_receipt_handles_get_a_status(channel: grpc.aio.Channel,
     caplog.set_level(logging.ERROR)
     handles = await fz.receipt_handles(channel, ["broker-a"])
     assert handles, "nothing received to take receipt handles from"
-    problems = await fz.mutated_handles(channel, handles)
-    problems += fz.logged_errors(caplog.records)
-    assert not problems, "\n".join(sorted(set(problems))[:30])
-    await fz.still_serving(channel, 4)
+    await _check(channel, caplog, await fz.mutated_handles(channel, handles))
 
 
 async def test_large_body_is_refused_with_its_code(channel: grpc.aio.Channel) -> None:
