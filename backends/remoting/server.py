@@ -353,6 +353,11 @@ class RemotingServer:
     def register_processor(self, code: int, processor: Processor) -> None:
         self._processors[code] = processor
 
+    @property
+    def request_codes(self) -> list[int]:
+        """The request codes a processor is registered for."""
+        return sorted(self._processors)
+
     def add_close_listener(self, listener: Callable[[Connection], None]) -> None:
         """Called when a connection closes (consumer/producer/broker liveness)."""
         self._close_listeners.append(listener)
