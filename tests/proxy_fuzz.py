@@ -1,8 +1,10 @@
 """Seeded fuzzing of the proxy's gRPC surface, shared by the Local (unit) and Cluster (e2e) tests.
 
-Requests are filled field by field from the message descriptors with random values: names the broker
-knows and names it does not, empty, blank, overlong and control-character strings, integer extremes,
-unknown enum numbers, negative and huge durations, large bodies. Each scenario returns what went wrong:
+Half the requests are filled field by field from the message descriptors with random values: names the
+broker knows and names it does not, empty, blank, overlong and control-character strings, integer
+extremes, unknown enum numbers, negative and huge durations, large bodies; the other half are valid
+requests (``VALID``) with some fields, at any depth, cleared or randomised, so that they get past the
+first checks to the code behind them. Each scenario returns what went wrong:
 an answer without a ``status`` (a streaming answer needs one at least once), gRPC UNKNOWN (an exception
 escaped a handler) or a call that outlived its deadline.
 """
