@@ -6,7 +6,9 @@
     mqbench producer --compare-bare ...   also run the same load against a no-op grpc.aio server
     mqbench producer --bare ...           only the no-op server (the ceiling for this request shape)
 
-A progress line every second, then a summary: msgs/s, RPC/s and latency p50/p99/p999 (ms). The topic
+A progress line every second, then a summary: msgs/s, RPC/s and latency p50/p99/p999 (ms): of each
+SendMessage (producer), of each ReceiveMessage that returned messages (consumer), from send to receipt
+per message (e2e, with the SendMessage latency on its own line). The topic
 (and for consumer/e2e the group) must exist: ``mqadmin updateTopic -n NS -c DefaultCluster -t T``.
 """
 
@@ -212,6 +214,7 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
         ack.group.name = a.group
         ack.topic.name = a.topic
         n = 0
+        t0 = time.perf_counter()
         try:
             async for r in stub.ReceiveMessage(req, metadata=md, timeout=10):
                 if r.HasField("message"):
@@ -223,6 +226,8 @@ async def _consume(stub: Any, md: Any, a: argparse.Namespace, mq: pb.MessageQueu
                         sent = sent_at_ms(r.message.body)
                         if sent is not None and sent >= since_ms:  # messages of this run, not a backlog
                             stats.lat_ms.append(now - sent)
+            if n and not e2e and counting[0]:  # consumer: how long a receive that got messages took
+                stats.lat_ms.append((time.perf_counter() - t0) * 1000)
             if n:
                 # the ack travels while the next receive long-polls (one ack in flight per loop, as a
                 # push consumer acks apart from its receive loop)

@@ -17,6 +17,9 @@ def test_bench_bare_smoke(mode):
     )
     assert cp.returncode == 0, cp.stderr
     assert f"[bare] SUMMARY {mode}:" in cp.stdout and "p999" in cp.stdout
+    summary = next(line for line in cp.stdout.splitlines() if "SUMMARY" in line)
+    p50 = float(summary.split("p50 ")[1].split()[0])
+    assert p50 > 0, summary  # producer: each SendMessage; consumer: each receive that got messages
     assert "msgs/s" in cp.stdout.splitlines()[0]
 
 
