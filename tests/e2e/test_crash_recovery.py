@@ -48,11 +48,15 @@ def test_acked_messages_survive_broker_kill9(mode, tmp_path):
         sent = _lines(acked)
         assert sent >= ACKED_BEFORE_KILL
         restarted = ServerProcess(victim.args, tmp_path)
-        st.procs[1] = restarted
-        restarted.wait_for(PROXY_BOOT if mode == "broker-proxy" else BROKER_BOOT, 60)
-        log = (tmp_path / "logs" / "rocketmqlogs" / "broker.log").read_text()
-        assert "unclean stop detected" in log, log[-3000:]  # the restart went through recovery
-        cp = run_sdk_script("drain.py", st.endpoint, "TopicCrash", "GroupCrash", str(acked), "120", timeout=200)
+        st.procs[1] = restarted  # (the stack stops the processes it started; this one is stopped below)
+        try:
+            restarted.wait_for(PROXY_BOOT if mode == "broker-proxy" else BROKER_BOOT, 60)
+            log = (tmp_path / "logs" / "rocketmqlogs" / "broker.log").read_text()
+            assert "unclean stop detected" in log, log[-3000:]  # the restart went through recovery
+            cp = run_sdk_script("drain.py", st.endpoint, "TopicCrash", "GroupCrash", str(acked), "120",
+                                timeout=200)
+        finally:
+            restarted.stop()
         r = parse_result(cp.stdout)
         assert r["missing_count"] == 0, (r, st.logs())
         assert r["attempt1_dups"] == [], r
