@@ -31,6 +31,17 @@ log = logging.getLogger("rocketmq.broker")
 
 TOPIC_NAME_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
 TOPIC_MAX_LENGTH = 127
+# Queues per topic (and retry queues per group) this broker accepts: generous for any real topic, and a
+# bound for the per-queue work of stats, rebalance and POP (a topic of 2^31 queues would exhaust memory).
+MAX_QUEUE_NUMS = 4096
+
+
+def queue_nums_error(read_queue_nums: int, write_queue_nums: int) -> str | None:
+    """Why a topic's queue counts are refused (None when they are fine)."""
+    if 1 <= read_queue_nums <= MAX_QUEUE_NUMS and 1 <= write_queue_nums <= MAX_QUEUE_NUMS:
+        return None
+    return (f"readQueueNums ({read_queue_nums}) and writeQueueNums ({write_queue_nums}) must be between 1 and "
+            f"{MAX_QUEUE_NUMS}")
 
 
 def validate_topic_name(topic: str) -> str | None:
@@ -172,6 +183,9 @@ class TopicConfigManager(CoalescedPersistence):
         return self.create_topic_if_absent(topic, n, n, default.perm & ~Perm.INHERIT)
 
     def update_topic_config(self, tc: TopicConfig) -> None:
+        why = queue_nums_error(tc.read_queue_nums, tc.write_queue_nums)
+        if why:
+            raise ValueError(why)
         mt = tc.attributes.get(MESSAGE_TYPE_ATTRIBUTE)
         if mt is not None and mt.upper() not in _MESSAGE_TYPES:
             raise ValueError(f"message.type must be one of {sorted(_MESSAGE_TYPES)}, not {mt!r}")

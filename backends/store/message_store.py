@@ -594,13 +594,19 @@ class MessageStore:
                 cq_entries = pend[1]
                 qoff = next_q[key]
                 last_key = key
-            if v6:
-                parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
-            else:
-                parts += (_head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff, pos,
-                                     m.sys_flag & _NOT_HOST_V6, m.born_timestamp, hosts, m.reconsume_times,
-                                     m.prepared_transaction_offset, len(body)),
-                          body, tb, _i16_pack(len(ps)), ps)
+            try:
+                if v6:
+                    parts.append(encode_record(m, qoff, pos, now, self.config.store_host, ps))
+                else:
+                    parts += (_head_pack(size, MESSAGE_MAGIC_CODE, crc32(body) & 0x7FFFFFFF, qid, m.flag, qoff,
+                                         pos, m.sys_flag & _NOT_HOST_V6, m.born_timestamp, hosts,
+                                         m.reconsume_times, m.prepared_transaction_offset, len(body)),
+                              body, tb, _i16_pack(len(ps)), ps)
+            except struct.error:  # a value wider than its record field (int32 flags, int64 times)
+                error = PutMessageResult(PutMessageStatus.MESSAGE_ILLEGAL, error=(
+                    f"message field out of range: flag {m.flag}, sysFlag {m.sys_flag}, queueId {qid}, "
+                    f"bornTimestamp {m.born_timestamp}, reconsumeTimes {m.reconsume_times}"))
+                break
             tag = props.get(_TAGS)
             tc = tag_codes.get(tag)
             if tc is None:
@@ -677,8 +683,8 @@ class MessageStore:
             self._next_qoff[key] -= 1
             first, entries = self._pend_cq[key]
             del entries[-CQ_ENTRY_SIZE:]
-            if not entries:
-                del self._pend_cq[key]
+        for key in [k for k, (_, entries) in self._pend_cq.items() if not entries]:
+            del self._pend_cq[key]  # (also a queue the rejected message opened but did not fill)
         self._enc_pos = pos
 
     def _drain(self) -> None:

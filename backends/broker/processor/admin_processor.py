@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import guarded
 from backends.broker.subscription_group_manager import alter_attributes
-from backends.broker.topic_config_manager import parse_attributes
+from backends.broker.topic_config_manager import MAX_QUEUE_NUMS, parse_attributes
 from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
@@ -76,9 +76,7 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             order=h.b("order", False),
             attributes=attrs,
         )
-        if tc.read_queue_nums <= 0 or tc.write_queue_nums <= 0:
-            return request.response(ResponseCode.INVALID_PARAMETER, "queue nums must be positive")
-        broker.create_topic(tc)
+        broker.create_topic(tc)  # (refuses queue counts outside 1..MAX_QUEUE_NUMS: INVALID_PARAMETER)
         return request.response()
 
     @guarded
@@ -113,6 +111,9 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             return request.response(ResponseCode.INVALID_PARAMETER, f"bad SubscriptionGroupConfig body: {e}")
         if not cfg.group_name:
             return request.response(ResponseCode.INVALID_PARAMETER, "groupName is blank")
+        if not 1 <= cfg.retry_queue_nums <= MAX_QUEUE_NUMS:
+            return request.response(ResponseCode.INVALID_PARAMETER,
+                                    f"retryQueueNums ({cfg.retry_queue_nums}) must be between 1 and {MAX_QUEUE_NUMS}")
         old = sgm.get(cfg.group_name)
         cfg.attributes = alter_attributes(old.attributes if old else {}, cfg.attributes)
         broker.update_subscription_group(cfg)

@@ -55,3 +55,25 @@ async def test_header_errors_answer_one_line_remarks(broker: BrokerController, c
     for code, fields, remark in cases:
         r = await client.invoke(addr, RemotingCommand.request(code, dict(fields)), 5)
         assert (r.code, r.remark) == (ResponseCode.SYSTEM_ERROR, remark), (code, fields)
+
+
+async def test_queue_counts_are_bounded(broker: BrokerController, client: RemotingClient) -> None:
+    """A topic of 2^31 queues (or a group of as many retry queues) would make every per-queue walk --
+    topic stats, rebalance, POP -- exhaust memory: refused with INVALID_PARAMETER (the fuzz test found it)."""
+    from backends.broker.topic_config_manager import MAX_QUEUE_NUMS
+    from backends.remoting import json_body
+
+    addr = broker.broker_addr
+    for read, write in (("2147483648", "8"), ("8", str(MAX_QUEUE_NUMS + 1)), ("0", "8"), ("8", "-1")):
+        r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_AND_CREATE_TOPIC, {
+            "topic": "TopicWide", "readQueueNums": read, "writeQueueNums": write, "perm": "6"}), 5)
+        assert r.code == ResponseCode.INVALID_PARAMETER and "between 1 and" in (r.remark or ""), (read, write, r)
+    assert broker.topic_config_manager.select_topic_config("TopicWide") is None
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_AND_CREATE_TOPIC, {
+        "topic": "TopicWide", "readQueueNums": str(MAX_QUEUE_NUMS), "writeQueueNums": "8", "perm": "6"}), 5)
+    assert r.code == ResponseCode.SUCCESS
+    body = json_body.dumps({"groupName": "GroupWide", "retryQueueNums": 10**12})
+    r = await client.invoke(addr, RemotingCommand.request(RequestCode.UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, {},
+                                                          body), 5)
+    assert r.code == ResponseCode.INVALID_PARAMETER and "retryQueueNums" in (r.remark or "")
+    assert broker.subscription_group_manager.get("GroupWide") is None

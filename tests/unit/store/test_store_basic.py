@@ -90,9 +90,19 @@ async def test_rejects_oversized_and_bad_messages_without_writing(make_store: St
         assert r.status is PutMessageStatus.MESSAGE_ILLEGAL, bad
     r = await s.put_messages([msg(big="v" * 40000)])
     assert r.status is PutMessageStatus.PROPERTIES_SIZE_EXCEEDED
+    # a value wider than its record field (int32 flag / reconsumeTimes, int64 bornTimestamp), in a queue
+    # nothing else opened: refused, and the queue keeps no trace of it
+    for field, value in (("flag", 2**31), ("reconsume_times", -(2**31) - 1), ("born_timestamp", 2**63)):
+        wide = msg(body=b"z", queue_id=3)
+        setattr(wide, field, value)
+        r = await s.put_messages([msg(body=b"a"), wide])
+        assert r.status is PutMessageStatus.MESSAGE_ILLEGAL and "out of range" in r.error, field
     assert s.get_max_phy_offset() == end and s.get_max_offset_in_queue("TopicA", 0) == 0
+    assert s.get_max_offset_in_queue("TopicA", 3) == 0
     r = await s.put_messages([msg(body=b"ok")])
     assert r.ok and r.results[0].queue_offset == 0 and r.results[0].commitlog_offset == end
+    r = await s.put_messages([msg(body=b"ok3", queue_id=3)])
+    assert r.ok and r.results[0].queue_offset == 0
 
 
 async def test_batch_put_is_one_append(make_store: StoreFactory) -> None:
