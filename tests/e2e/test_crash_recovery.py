@@ -2,7 +2,7 @@
 
 The producer records each message id the proxy acknowledged; the broker is killed with SIGKILL mid
 stream, restarted on the same store (abort file -> recovery), and a SimpleConsumer must then receive
-every recorded id, each once on its first delivery.
+every recorded id (in Local mode each once on its first delivery).
 """
 
 from __future__ import annotations
@@ -59,5 +59,8 @@ def test_acked_messages_survive_broker_kill9(mode, tmp_path):
             restarted.stop()
         r = parse_result(cp.stdout)
         assert r["missing_count"] == 0, (r, st.logs())
-        assert r["attempt1_dups"] == [], r
+        # Local: one broker, so a second first-delivery copy could only come from recovery. Cluster: the SDK
+        # resends a send whose answer the kill lost (same message id) to broker-b, so each of the 4 sends in
+        # flight may arrive twice -- RocketMQ's at-least-once, not a store fault.
+        assert len(r["attempt1_dups"]) <= (0 if mode == "broker-proxy" else 4), r
         assert r["received"] >= sent
