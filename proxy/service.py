@@ -96,6 +96,13 @@ def error_status(exc: BaseException) -> pb.Status:
     return status(C.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
 
+def _overall_status(entries: Any) -> pb.Status:
+    """A batch answer's status: its entries' one status when they all share a code, else MULTIPLE_RESULTS."""
+    if len({e.status.code for e in entries}) == 1:
+        return entries[0].status  # type: ignore[no-any-return]
+    return status(C.MULTIPLE_RESULTS, "multiple results")
+
+
 def _enum_name(enum: Any, number: int) -> str:
     """The name of an enum number, or the number itself for one this proto version does not define."""
     try:
@@ -473,8 +480,6 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                 await asyncio.gather(*(send(s, i) for s, i in batches.items()))
             resp = spb.SendMessageResponse()
             add = resp.entries.add
-            first: pb.Status | None = None
-            mixed = False
             send_ok = SendStatus.SEND_OK
             for m, r in zip(msgs, results, strict=True):
                 # (setting the entry's status fields costs half of passing a Status to add())
@@ -494,12 +499,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     e = add(message_id=m.system_properties.message_id)
                     e.status.CopyFrom(error_status(r) if r is not None
                                       else status(C.INTERNAL_SERVER_ERROR, "no result"))
-                if first is None:
-                    first = e.status
-                elif e.status.code != first.code:
-                    mixed = True
-            resp.status.CopyFrom(status(C.MULTIPLE_RESULTS, "multiple results") if mixed or first is None
-                                 else first)
+            resp.status.CopyFrom(_overall_status(resp.entries))
             return resp
         except Exception as e:
             return spb.SendMessageResponse(status=error_status(e))
@@ -669,11 +669,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                             await ack(e, o)
 
                     await asyncio.gather(*(lane(k) for k in range(lanes)))
-            codes = {o.status.code for o in outs}
-            if len(codes) == 1:
-                resp.status.CopyFrom(outs[0].status)
-            else:
-                resp.status.CopyFrom(status(C.MULTIPLE_RESULTS, "multiple results"))
+            resp.status.CopyFrom(_overall_status(outs))
             return resp
         except Exception as e:
             return spb.AckMessageResponse(status=error_status(e))
