@@ -36,12 +36,10 @@ TOPIC_MAX_LENGTH = 127
 MAX_QUEUE_NUMS = 4096
 
 
-def queue_nums_error(read_queue_nums: int, write_queue_nums: int) -> str | None:
-    """Why a topic's queue counts are refused (None when they are fine)."""
-    if 1 <= read_queue_nums <= MAX_QUEUE_NUMS and 1 <= write_queue_nums <= MAX_QUEUE_NUMS:
-        return None
-    return (f"readQueueNums ({read_queue_nums}) and writeQueueNums ({write_queue_nums}) must be between 1 and "
-            f"{MAX_QUEUE_NUMS}")
+def queue_nums_error(**counts: int) -> str | None:
+    """Why queue counts, given by field name, are refused (None when each is in 1..MAX_QUEUE_NUMS)."""
+    bad = [f"{name} ({n})" for name, n in counts.items() if not 1 <= n <= MAX_QUEUE_NUMS]
+    return f"{' and '.join(bad)} must be between 1 and {MAX_QUEUE_NUMS}" if bad else None
 
 
 def validate_topic_name(topic: str) -> str | None:
@@ -183,7 +181,7 @@ class TopicConfigManager(CoalescedPersistence):
         return self.create_topic_if_absent(topic, n, n, default.perm & ~Perm.INHERIT)
 
     def update_topic_config(self, tc: TopicConfig) -> None:
-        why = queue_nums_error(tc.read_queue_nums, tc.write_queue_nums)
+        why = queue_nums_error(readQueueNums=tc.read_queue_nums, writeQueueNums=tc.write_queue_nums)
         if why:
             raise ValueError(why)
         mt = tc.attributes.get(MESSAGE_TYPE_ATTRIBUTE)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import guarded
 from backends.broker.subscription_group_manager import alter_attributes
-from backends.broker.topic_config_manager import MAX_QUEUE_NUMS, parse_attributes
+from backends.broker.topic_config_manager import parse_attributes, queue_nums_error
 from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
@@ -111,9 +111,9 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
             return request.response(ResponseCode.INVALID_PARAMETER, f"bad SubscriptionGroupConfig body: {e}")
         if not cfg.group_name:
             return request.response(ResponseCode.INVALID_PARAMETER, "groupName is blank")
-        if not 1 <= cfg.retry_queue_nums <= MAX_QUEUE_NUMS:
-            return request.response(ResponseCode.INVALID_PARAMETER,
-                                    f"retryQueueNums ({cfg.retry_queue_nums}) must be between 1 and {MAX_QUEUE_NUMS}")
+        why = queue_nums_error(retryQueueNums=cfg.retry_queue_nums)
+        if why:
+            return request.response(ResponseCode.INVALID_PARAMETER, why)
         old = sgm.get(cfg.group_name)
         cfg.attributes = alter_attributes(old.attributes if old else {}, cfg.attributes)
         broker.update_subscription_group(cfg)
