@@ -25,8 +25,8 @@ from google.protobuf.message import Message as PbMessage
 
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
+from proxy.handlers import SERVICE
 
-SERVICE = spb.DESCRIPTOR.services_by_name["MessagingService"]
 PER_METHOD = int(os.environ.get("FUZZ_PER_METHOD", "40"))  # more, and other seeds, when hunting
 SEED = int(os.environ.get("FUZZ_SEED", "20261126"))
 DEADLINE_S = 4.0
@@ -176,44 +176,48 @@ def path(method: Any) -> str:
     return f"/{SERVICE.full_name}/{method.name}"
 
 
+async def invoke(channel: grpc.aio.Channel, method: Any, req: bytes, md: Any) -> list[Any]:
+    """One call of ``method`` with serialized ``req``, in the method's shape; its answers. A bidi stream
+    (Telemetry) gets the one command and a half-close, and only its first answer is read."""
+    deserialize = getattr(spb, method.output_type.name).FromString
+    if method.client_streaming:
+        stream = channel.stream_stream(path(method), request_serializer=None,
+                                       response_deserializer=deserialize)(metadata=md, timeout=DEADLINE_S)
+        await stream.write(req)
+        await stream.done_writing()
+        out = []
+        async for r in stream:
+            out.append(r)
+            break
+        stream.cancel()
+        return out
+    if method.server_streaming:
+        return [r async for r in channel.unary_stream(path(method), request_serializer=None,
+                                                       response_deserializer=deserialize)(
+            req, metadata=md, timeout=DEADLINE_S)]
+    return [await channel.unary_unary(path(method), request_serializer=None, response_deserializer=deserialize)(
+        req, metadata=md, timeout=DEADLINE_S)]
+
+
 async def call(channel: grpc.aio.Channel, method: Any, req: bytes, md: Any) -> list[str]:
     """One call; returns what is wrong with its outcome (empty when fine)."""
-    resp_cls = getattr(spb, method.output_type.name)
-    name = method.name
     try:
-        if method.client_streaming:  # Telemetry: one command, then half-close
-            stream = channel.stream_stream(path(method), request_serializer=None,
-                                         response_deserializer=resp_cls.FromString)(metadata=md, timeout=DEADLINE_S)
-            await stream.write(req)
-            await stream.done_writing()
-            async for _ in stream:
-                break  # an answer to the command (or the end of the stream) is enough
-            stream.cancel()
-            return []
-        if method.server_streaming:
-            out = [r async for r in channel.unary_stream(path(method), request_serializer=None,
-                                                          response_deserializer=resp_cls.FromString)(
-                req, metadata=md, timeout=DEADLINE_S)]
-            if not any(r.HasField("status") for r in out):
-                return [f"{name}: stream without a status ({len(out)} responses)"]
-            return []
-        r = await channel.unary_unary(path(method), request_serializer=None,
-                                      response_deserializer=resp_cls.FromString)(req, metadata=md, timeout=DEADLINE_S)
-        return [] if r.HasField("status") else [f"{name}: answer without a status"]
+        out = await invoke(channel, method, req, md)
     except grpc.aio.AioRpcError as e:
         if e.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return [f"{name}: {e.code().name} {e.details()!r}"]
+            return [f"{method.name}: {e.code().name} {e.details()!r}"]
         return []  # e.g. RESOURCE_EXHAUSTED for an oversized request: gRPC's own answer
+    if method.client_streaming or any(r.HasField("status") for r in out):
+        return []  # (Telemetry: an answer to the command, or the end of the stream, is enough)
+    return [f"{method.name}: answer without a status ({len(out)} responses)"]
 
 
 async def still_serving(channel: grpc.aio.Channel, queues: int) -> None:
     """A normal QueryRoute of TopicF is answered with its ``queues`` queues."""
     req = spb.QueryRouteRequest()
     req.topic.name = "TopicF"
-    r = await channel.unary_unary(path(SERVICE.methods_by_name["QueryRoute"]),
-                                  request_serializer=spb.QueryRouteRequest.SerializeToString,
-                                  response_deserializer=spb.QueryRouteResponse.FromString)(
-        req, metadata=(("x-mq-client-id", "after-fuzz"),), timeout=DEADLINE_S)
+    r = await unary(channel, "QueryRoute")(req.SerializeToString(), metadata=(("x-mq-client-id", "after-fuzz"),),
+                                          timeout=DEADLINE_S)
     assert r.status.code == pb.Code.OK and len(r.message_queues) == queues, r
 
 
@@ -267,20 +271,7 @@ async def undecodable_requests(channel: grpc.aio.Channel) -> list[str]:
         for _ in range(5):
             garbage = b"\xff" + rnd.randbytes(rnd.randrange(1, 200))  # 0xff: not a valid field tag
             try:
-                if method.client_streaming:
-                    stream = channel.stream_stream(path(method), request_serializer=None)(
-                        metadata=md, timeout=DEADLINE_S)
-                    await stream.write(garbage)
-                    await stream.done_writing()
-                    async for _ in stream:
-                        pass
-                elif method.server_streaming:
-                    async for _ in channel.unary_stream(path(method), request_serializer=None)(
-                            garbage, metadata=md, timeout=DEADLINE_S):
-                        pass
-                else:
-                    await channel.unary_unary(path(method), request_serializer=None)(
-                        garbage, metadata=md, timeout=DEADLINE_S)
+                await invoke(channel, method, garbage, md)
                 problems.append(f"{method.name}: undecodable request answered")
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.INTERNAL or "invalid protobuf byte sequence" not in (e.details() or ""):
@@ -309,9 +300,7 @@ async def receipt_handles(channel: grpc.aio.Channel, brokers: Iterable[str]) -> 
         rr.filter_expression.expression = "*"
         rr.invisible_duration.seconds = 30
         rr.long_polling_timeout.seconds = 1
-        stream = channel.unary_stream(path(receive), request_serializer=None,
-                                      response_deserializer=spb.ReceiveMessageResponse.FromString)
-        async for r in stream(rr.SerializeToString(), metadata=md, timeout=DEADLINE_S):
+        for r in await invoke(channel, receive, rr.SerializeToString(), md):
             if r.HasField("message"):
                 sp = r.message.system_properties
                 handles.append((sp.message_id, sp.receipt_handle))
