@@ -44,6 +44,7 @@ from backends.remoting.client import RemotingClient, RemotingError
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
 from backends.store.record import RecordError, decode_record, decode_records, encode_message_batch
+from backends.tasks import cancel_and_wait
 
 log = logging.getLogger("rocketmq.proxy.cluster")
 
@@ -104,12 +105,7 @@ class ClusterBackend(Backend):
         self._task = asyncio.create_task(self._refresh_loop())
 
     async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._task)
         await self._unregister_producers()
         await self.client.close()
 

@@ -84,6 +84,10 @@ class BrokerConfig:
     broker_ip2: str = ""
     listen_port: int = 10911
     ha_listen_port: int = 0  # 0: listenPort + 1
+    ha_send_heartbeat_interval: int = 5000  # ms: the slave's offset report when idle, the master's heartbeat
+    ha_housekeeping_interval: int = 20000  # ms of silence after which an HA connection is dropped
+    ha_transfer_batch_size: int = 32 * 1024  # commitlog bytes per transfer to a slave
+    ha_max_gap_not_in_sync: int = 256 * 1024 * 1024  # a SYNC_MASTER waits only for a slave this close
     namesrv_addr: str = ""
     store_path_root_dir: str = field(default_factory=lambda: os.path.join(_home(), "store"))
     store_path_commit_log: str = ""
@@ -190,6 +194,11 @@ class BrokerConfig:
         self.broker_role = self.broker_role.upper()
         if self.broker_role not in ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"):
             raise ConfigError(f"brokerRole must be ASYNC_MASTER, SYNC_MASTER or SLAVE, not {self.broker_role!r}")
+        if self.broker_role == "SLAVE" and self.broker_id <= 0:
+            raise ConfigError(f"a SLAVE broker needs a brokerId above 0, not {self.broker_id}")
+        if self.broker_role != "SLAVE" and self.broker_id != 0:
+            log.warning("brokerRole %s: brokerId %d is set to 0 (a master's id)", self.broker_role, self.broker_id)
+            self.broker_id = 0
         self.flush_disk_type = self.flush_disk_type.upper()
         if self.flush_disk_type not in ("ASYNC_FLUSH", "SYNC_FLUSH"):
             raise ConfigError(f"flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {self.flush_disk_type!r}")

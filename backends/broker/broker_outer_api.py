@@ -15,6 +15,7 @@ from backends.remoting import json_body
 from backends.remoting.client import RemotingClient, RemotingError
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
@@ -99,6 +100,8 @@ class BrokerOuterAPI:
         if addr not in self.registered:
             log.info("register broker[%s] to name server %s OK", self.broker.config.broker_id, addr)
         self.registered.add(addr)
+        ext = resp.ext_fields or {}
+        self.broker.on_register_result(str(ext.get("haServerAddr") or ""), str(ext.get("masterAddr") or ""))
 
     async def unregister_broker_all(self) -> None:
         c = self.broker.config
@@ -154,13 +157,7 @@ class BrokerOuterAPI:
                 log.warning("register broker failed: %s", e)
 
     async def shutdown(self) -> None:
-        for t in (self._task, self._soon):
-            if t is not None:
-                t.cancel()
-                try:
-                    await t
-                except (asyncio.CancelledError, Exception):
-                    pass
+        await cancel_and_wait(self._task, self._soon)
         if self.namesrv_addrs:
             await self.unregister_broker_all()
         await self.client.close()

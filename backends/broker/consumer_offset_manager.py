@@ -32,13 +32,16 @@ class ConsumerOffsetManager(CoalescedPersistence):
 
     def load(self) -> None:
         data = read_json(self.path)
-        if not isinstance(data, dict):
-            return
+        if isinstance(data, dict):
+            self.decode(data, self.path)
+
+    def decode(self, data: dict[str, Any], source: str) -> None:
+        """Take the offsets of a consumerOffset.json document (the file, or a master's table on a slave)."""
         for key, queues in (data.get("offsetTable") or {}).items():
             try:
                 self.offset_table[str(key)] = {int(q): int(o) for q, o in queues.items()}
             except (AttributeError, TypeError, ValueError) as e:
-                log.warning("bad consumer offsets %r in %s ignored: %s", key, self.path, e)
+                log.warning("bad consumer offsets %r in %s ignored: %s", key, source, e)
         self.data_version = DataVersion.from_json(data.get("dataVersion"))
 
     def encode(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from backends.broker.consumer_offset_manager import ConsumerOffsetManager
 from backends.broker.pull_filter import MessageFilterFn
 from backends.broker.pull_service import PullOutcome, PullRequestHoldService
 from backends.broker.rebalance_lock_manager import RebalanceLockManager
+from backends.broker.slave_synchronize import SlaveSynchronize
 from backends.broker.subscription_group_manager import SubscriptionGroupManager
 from backends.broker.topic_config_manager import TopicConfigManager, validate_topic_name
 from backends.model import (
@@ -53,6 +54,7 @@ from backends.model import (
 )
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
+from backends.store.ha import HAClient, HAService
 from backends.store.message_store import MessageStore
 
 if TYPE_CHECKING:
@@ -125,6 +127,9 @@ class BrokerController:
         self.timer_service = None
         self.transaction_service = None
         self.remoting_server = None
+        self.ha_service: HAService | None = None  # a master's: pushes the commitlog to its slaves
+        self.ha_client: HAClient | None = None  # a slave's: takes the commitlog of its master
+        self.slave_synchronize = SlaveSynchronize(self)
         self.put_message_hooks: list[PutMessageHook] = []
         self._local_checkers: list[Callable[[str, MessageExt, str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,17 +180,52 @@ class BrokerController:
         for svc in (self.timer_service, self.transaction_service, self.pop_service):
             start = getattr(svc, "start", None)
             if start is not None:
-                res = start()
+                # a slave keeps the timer and transaction state but delivers and checks nothing (its
+                # master does; the slave's log is a copy of the master's)
+                res = start(run_loop=False) if self.config.is_slave and svc is not self.pop_service else start()
                 if asyncio.iscoroutine(res):
                     await res
         if self.remoting_server is not None and not listening:
             await self.remoting_server.start()
+        if self.remoting_server is not None:
+            await self._start_ha(ephemeral=listening)
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
         self._started = True
         self._tasks.append(asyncio.create_task(self._persist_offsets_loop()))
         self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
         await self.broker_outer_api.start()
+
+    async def _start_ha(self, ephemeral: bool) -> None:
+        """A master listens for slaves on haListenPort (default listenPort + 1); a slave connects to the
+        master the NameServer names in its register answer."""
+        c = self.config
+        beat, housekeeping = c.ha_send_heartbeat_interval / 1000, c.ha_housekeeping_interval / 1000
+        if c.is_slave:
+            self.ha_client = HAClient(self.message_store, heartbeat_interval=beat,
+                                      housekeeping_interval=housekeeping)
+            self.ha_client.start()
+            self.slave_synchronize.start()
+            return
+        port = c.ha_listen_port or (0 if ephemeral else c.listen_port + 1)
+        ha = HAService(self.message_store, "0.0.0.0", port, transfer_batch_size=c.ha_transfer_batch_size,
+                       heartbeat_interval=beat, housekeeping_interval=housekeeping,
+                       max_gap_not_in_sync=c.ha_max_gap_not_in_sync)
+        try:
+            await ha.start()
+        except OSError as e:
+            log.error("HAService: cannot listen on port %d (%s); no slave can replicate from this broker",
+                      port, e.strerror or e)
+            return
+        c.ha_listen_port = ha.port
+        self.ha_service = ha
+
+    def on_register_result(self, ha_server_addr: str, master_addr: str) -> None:
+        """The NameServer's answer to a slave's registration names its master (and the master's HA port)."""
+        if self.ha_client is not None and ha_server_addr:
+            self.ha_client.update_master(ha_server_addr)
+        if self.config.is_slave and master_addr:
+            self.slave_synchronize.set_master_addr(master_addr)
 
     def _init_services(self) -> None:
         """Wire the POP, timer and transaction services when their packages are present."""
@@ -233,6 +273,10 @@ class BrokerController:
             except (asyncio.CancelledError, Exception):
                 pass
         self.pull_hold_service.wake_all()
+        await self.slave_synchronize.shutdown()
+        for ha in (self.ha_client, self.ha_service):
+            if ha is not None:
+                await ha.shutdown()
         for svc in (self.pop_service, self.transaction_service, self.timer_service):
             stop = getattr(svc, "shutdown", None)
             if stop is not None:
@@ -309,7 +353,24 @@ class BrokerController:
                     else PutMessageStatus.UNKNOWN_ERROR
                 return PutMessageResult(status, error=str(e))
             messages = out
-        return await self.message_store.put_messages(messages)
+        result = await self.message_store.put_messages(messages)
+        if self.config.broker_role == "SYNC_MASTER" and result.results and (
+                result.status is PutMessageStatus.PUT_OK or result.status is PutMessageStatus.FLUSH_DISK_TIMEOUT):
+            result = await self._wait_for_slave(result)
+        return result
+
+    async def _wait_for_slave(self, result: PutMessageResult) -> PutMessageResult:
+        """SYNC_MASTER: answer once a slave holds the messages too (RocketMQ's GroupTransferService)."""
+        last = result.results[-1]
+        end = last.commitlog_offset + last.store_size
+        ha = self.ha_service
+        if ha is None or not ha.is_slave_ok(end):
+            return PutMessageResult(PutMessageStatus.SLAVE_NOT_AVAILABLE, result.results,
+                                    error="no slave in sync with this SYNC_MASTER: the message is stored on the master only")
+        if not await ha.wait_for_slave(end, self.config.sync_flush_timeout / 1000):
+            return PutMessageResult(PutMessageStatus.FLUSH_SLAVE_TIMEOUT, result.results,
+                                    error=f"no slave acknowledged the message within {self.config.sync_flush_timeout} ms")
+        return result
 
     def recall_handle_for(self, msg: Message) -> str:
         """The recall handle of a message the timer service delayed ("" otherwise)."""

@@ -49,13 +49,16 @@ class SubscriptionGroupManager(CoalescedPersistence):
 
     def load(self) -> None:
         data = read_json(self.path)
-        if not isinstance(data, dict):
-            return
+        if isinstance(data, dict):
+            self.decode(data, self.path)
+
+    def decode(self, data: dict[str, Any], source: str) -> None:
+        """Take the groups of a subscriptionGroup.json document (the file, or a master's table on a slave)."""
         for name, sg in (data.get("subscriptionGroupTable") or {}).items():
             try:
                 self.subscription_group_table[str(name)] = SubscriptionGroupConfig.from_json(sg)
             except (KeyError, TypeError, ValueError) as e:
-                log.warning("bad subscription group %r in %s ignored: %s", name, self.path, e)
+                log.warning("bad subscription group %r in %s ignored: %s", name, source, e)
         self.data_version = DataVersion.from_json(data.get("dataVersion"))
 
     def encode(self) -> dict[str, Any]:

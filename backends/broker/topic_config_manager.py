@@ -119,13 +119,16 @@ class TopicConfigManager(CoalescedPersistence):
     # -- persistence --
     def load(self) -> None:
         data = read_json(self.path)
-        if not isinstance(data, dict):
-            return
+        if isinstance(data, dict):
+            self.decode(data, self.path)
+
+    def decode(self, data: dict[str, Any], source: str) -> None:
+        """Take the topics of a topics.json document (the file, or a master's table on a slave)."""
         for name, tc in (data.get("topicConfigTable") or {}).items():
             try:
                 self.topic_config_table[str(name)] = TopicConfig.from_json(tc)
             except (KeyError, TypeError, ValueError) as e:
-                log.warning("bad topic config %r in %s ignored: %s", name, self.path, e)
+                log.warning("bad topic config %r in %s ignored: %s", name, source, e)
         self.data_version = DataVersion.from_json(data.get("dataVersion"))
 
     def encode(self) -> dict[str, Any]:

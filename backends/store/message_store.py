@@ -46,6 +46,7 @@ from backends.store.record import (
     END_FILE_MIN_BLANK_LENGTH,
     MAX_PROPERTIES_LENGTH,
     MESSAGE_MAGIC_CODE,
+    MESSAGE_MAGIC_CODE_V2,
     RecordError,
     RecordView,
     _ip_cache,
@@ -136,6 +137,11 @@ def _local_hour(ms: int) -> int:
     return time.localtime(ms / 1000).tm_hour
 
 
+class ReplicaError(Exception):
+    """Commitlog bytes from the master that do not continue this store's log (HA: the slave drops the
+    connection and reports its offset again)."""
+
+
 class MessageStore:
     def __init__(
         self,
@@ -160,6 +166,9 @@ class MessageStore:
         self.index = IndexService(os.path.join(root, "index"), config.max_hash_slot_num, config.max_index_num,
                                   config.preallocate_mapped_files)
         self._listeners: list[ArrivalListener] = []
+        self._write_listeners: list[Callable[[int], None]] = []  # HA: new commitlog write position
+        self._replica_tail = b""  # slave: bytes of a record the master has not finished sending
+        self._replica = False  # slave: this store has taken commitlog bytes from a master
         self._sync = config.flush_disk_type.upper() == "SYNC_FLUSH"
         self._flush: FlushService | None = None
         self._checkpoint: StoreCheckpoint | None = None
@@ -354,13 +363,13 @@ class MessageStore:
                 cq.load()
                 self._cqs[(topic, int(q))] = cq
 
-    def _dispatch_view(self, v: RecordView) -> None:
-        """Recovery: rebuild the consume queue entry and index keys of one verified record."""
+    def _dispatch_view(self, v: RecordView, index_now: bool = True) -> None:
+        """Recovery (and a slave's replica): the consume queue entry and index keys of a verified record."""
         props = v.properties
         tag = property_of(props, _TAGS) if "TAGS\x01" in props else None
         self._cq(v.topic, v.queue_id).put(v.queue_offset, v.physical_offset, v.total_size,
                                           tags_code(tag) if tag else 0)
-        if self._index_in_recovery and self.config.message_index_enable:
+        if index_now and self._index_in_recovery and self.config.message_index_enable:
             self._index_view(v)
         self._last_store_ts = v.store_timestamp
 
@@ -461,7 +470,7 @@ class MessageStore:
         while True:
             await asyncio.sleep(interval)
             try:
-                if not self._sync:
+                if not self._sync or self._replica:
                     await self._flush.flush()  # type: ignore[union-attr]
                 if time.monotonic() - last_cp >= cp_every:
                     last_cp = time.monotonic()
@@ -729,6 +738,8 @@ class MessageStore:
             fut.set_result(PutMessageStatus.DISK_FULL if disk else PutMessageStatus.IO_ERROR)
             return
         cl.write_pos = end
+        for wl in self._write_listeners:
+            wl(end)
         try:
             for key, (first, entries) in pend_cq.items():
                 (self._cqs.get(key) or self._cq(*key)).put_bulk(first, entries)
@@ -779,6 +790,91 @@ class MessageStore:
 
     def add_arrival_listener(self, listener: ArrivalListener) -> None:
         self._listeners.append(listener)
+
+    # --- replication (RocketMQ's HA: the master reads its commitlog, the slave appends it) ----------
+    def add_write_listener(self, listener: Callable[[int], None]) -> None:
+        """``listener(write_pos)`` after each commitlog write (wakes the HA transfer)."""
+        self._write_listeners.append(listener)
+
+    def read_commitlog(self, offset: int, max_bytes: int) -> bytes:
+        """Written commitlog bytes from ``offset``: at most ``max_bytes``, never past the end of its file."""
+        cl = self.commitlog
+        fs = cl.file_size
+        end = min(cl.write_pos, offset + max_bytes, offset - offset % fs + fs)
+        if end <= offset:
+            return b""
+        seg = cl.segment_for(offset)
+        if seg is None or seg.fd < 0:
+            raise ReplicaError(f"offset {offset} is not in the commitlog [{cl.min_offset}, {cl.write_pos})")
+        return os.pread(seg.fd, end - offset, offset - seg.start)
+
+    def drop_replica_tail(self) -> None:
+        """Forget the bytes of an incomplete record (a new connection resends from the reported offset)."""
+        self._replica_tail = b""
+
+    def append_replica(self, offset: int, data: bytes) -> int:
+        """Slave: append commitlog bytes the master sent from ``offset``. Whole records are written at the
+        master's offsets, CRC-checked and dispatched to consume queues and index; the bytes of a record
+        still incomplete wait for the rest. Returns the new max physical offset; raises ReplicaError when
+        the bytes do not continue this log or a record is invalid."""
+        cl = self.commitlog
+        if not cl.segments and not self._replica_tail and offset % cl.file_size == 0:
+            cl.write_pos = offset  # an empty store takes the master's log from its first file
+        start = cl.write_pos
+        expect = start + len(self._replica_tail)
+        if offset != expect:
+            raise ReplicaError(f"master sent offset {offset}, this log continues at {expect}")
+        if not self._running or self._closed:
+            raise ReplicaError("message store is not running")
+        self._replica = True
+        buf = self._replica_tail + data if self._replica_tail else data
+        fs = cl.file_size
+        n, total = 0, len(buf)
+        while n + 8 <= total:
+            size, magic = _BLANK.unpack_from(buf, n)
+            if magic == BLANK_MAGIC_CODE:
+                if (start + n) % fs + size != fs:
+                    raise ReplicaError(f"blank record at {start + n} does not reach its file end")
+            elif magic not in (MESSAGE_MAGIC_CODE, MESSAGE_MAGIC_CODE_V2) or not 8 < size <= fs:
+                raise ReplicaError(f"no commitlog record at {start + n} (size {size}, magic {magic:#x})")
+            if n + size > total:
+                break
+            n += size
+        self._replica_tail = bytes(buf[n:])
+        if n == 0:
+            return start
+        w = 0
+        while w < n:  # one write per commitlog file
+            k = min(n - w, fs - (start + w) % fs)
+            cl.write(buf[w:w + k], start + w)
+            w += k
+        end = start + n
+        listen: dict[tuple[str, int], int] = {}
+        index: list[tuple[str, int, int]] = []
+        index_on = self.config.message_index_enable
+
+        def dispatch(v: RecordView) -> None:
+            self._dispatch_view(v, index_now=False)
+            key = (v.topic, v.queue_id)
+            listen[key] = v.queue_offset + 1
+            self._next_qoff.pop(key, None)
+            if index_on:
+                self._index_entries(v, index)
+
+        got = cl.scan(start, dispatch, check_crc=True, stop=end)
+        if got != end:
+            cl.truncate(got)
+            cl.write_pos = self._enc_pos = self._pend_start = got
+            self._replica_tail = b""
+            raise ReplicaError(f"invalid record from the master at {got}")
+        cl.write_pos = self._enc_pos = self._pend_start = end
+        if index:
+            self.index.put_many(index)
+        for wl in self._write_listeners:
+            wl(end)
+        if listen:
+            self._notify(listen)
+        return end
 
     # --- reading -------------------------------------------------------------------------------
     def get_messages(

@@ -1,0 +1,100 @@
+"""A SYNC_MASTER and its SLAVE in one process (no NameServer: the slave is told its master directly)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backends.broker.broker_config import BrokerConfig, ConfigError
+from backends.broker.controller import BrokerController
+from backends.model import Message, PutMessageStatus, TopicConfig
+from backends.store.ha import encode_report
+
+
+def _config(root: Path, role: str, **kw: object) -> BrokerConfig:
+    cfg = BrokerConfig(store_path_root_dir=str(root), listen_port=0, mapped_file_size_commit_log=1024 * 1024,
+                       broker_role=role, broker_id=1 if role == "SLAVE" else 0, sync_flush_timeout=500,
+                       ha_send_heartbeat_interval=200, **kw)  # type: ignore[arg-type]
+    return cfg
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[BrokerController, BrokerController]]:
+    master = BrokerController(_config(tmp_path / "m", "SYNC_MASTER"))
+    slave = BrokerController(_config(tmp_path / "s", "SLAVE"))
+    await master.start()
+    await slave.start()
+    try:
+        yield master, slave
+    finally:
+        await slave.shutdown()
+        await master.shutdown()
+
+
+async def _until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+def _msg(i: int) -> Message:
+    return Message("TopicR", f"m{i}".encode(), {"UNIQ_KEY": f"U{i}"}, queue_id=i % 2)
+
+
+async def test_sync_master_waits_for_its_slave(pair: tuple[BrokerController, BrokerController]) -> None:
+    master, slave = pair
+    assert master.ha_service is not None and slave.ha_client is not None
+    # no slave yet: stored on the master, answered SLAVE_NOT_AVAILABLE (RocketMQ's soft failure)
+    r = await master.put_messages([_msg(0)])
+    assert r.status is PutMessageStatus.SLAVE_NOT_AVAILABLE and len(r.results) == 1
+    slave.on_register_result(f"127.0.0.1:{master.ha_service.port}", master.broker_addr)
+    await _until(lambda: slave.message_store.get_max_phy_offset() == master.message_store.get_max_phy_offset())
+    for i in range(1, 20):  # answered only once the slave holds the message
+        r = await master.put_messages([_msg(i)])
+        assert r.ok, r
+        end = r.results[0].commitlog_offset + r.results[0].store_size
+        assert slave.message_store.get_max_phy_offset() >= end
+    assert slave.message_store.get_max_offset_in_queue("TopicR", 1) == 10
+    # a slave takes no writes of its own
+    r = await slave.put_messages([_msg(99)])
+    assert r.status is PutMessageStatus.SERVICE_NOT_AVAILABLE
+
+
+async def test_a_silent_slave_times_the_writer_out(tmp_path: Path) -> None:
+    master = BrokerController(_config(tmp_path / "m", "SYNC_MASTER"))
+    await master.start()
+    try:
+        assert master.ha_service is not None
+        # a "slave" that reports once and then never again: the master waits syncFlushTimeout for it
+        reader, writer = await asyncio.open_connection("127.0.0.1", master.ha_service.port)
+        writer.write(encode_report(0))
+        await writer.drain()
+        await _until(lambda: bool(master.ha_service and master.ha_service.connections))
+        r = await master.put_messages([_msg(0)])
+        assert r.status is PutMessageStatus.FLUSH_SLAVE_TIMEOUT and len(r.results) == 1, r
+        writer.close()
+    finally:
+        await master.shutdown()
+
+
+async def test_slave_copies_the_masters_tables(pair: tuple[BrokerController, BrokerController]) -> None:
+    master, slave = pair
+    master.topic_config_manager.update_topic_config(TopicConfig("TopicT", 4, 4))
+    master.consumer_offset_manager.commit_offset("127.0.0.1", "GroupT", "TopicT", 3, 42)
+    slave.on_register_result("", master.broker_addr)
+    await slave.slave_synchronize.sync_all()
+    assert slave.topic_config_manager.select_topic_config("TopicT") is not None
+    assert slave.consumer_offset_manager.query_offset("GroupT", "TopicT", 3) == 42
+    assert slave.subscription_group_manager.data_version == master.subscription_group_manager.data_version
+
+
+def test_slave_needs_a_broker_id(tmp_path: Path) -> None:
+    cfg = BrokerConfig()
+    with pytest.raises(ConfigError, match="brokerId above 0"):
+        cfg.apply({"brokerRole": "SLAVE", "brokerId": "0"})
+    cfg = BrokerConfig()
+    cfg.apply({"brokerRole": "SYNC_MASTER", "brokerId": "3"})
+    assert cfg.broker_id == 0
