@@ -117,7 +117,7 @@ class CommitLog:
     def space_left(self) -> int:
         return self.file_size - self.write_pos % self.file_size
 
-    def write(self, data: bytes, pos: int) -> None:
+    def write(self, data: bytes | bytearray | memoryview, pos: int) -> None:
         """Write ``data`` at absolute ``pos`` (it must lie in one segment). Raises OSError."""
         seg = self.segment_for(pos)
         if seg is None:

@@ -167,7 +167,7 @@ class MessageStore:
                                   config.preallocate_mapped_files)
         self._listeners: list[ArrivalListener] = []
         self._write_listeners: list[Callable[[int], None]] = []  # HA: new commitlog write position
-        self._replica_tail = b""  # slave: bytes of a record the master has not finished sending
+        self._replica_tail = bytearray()  # slave: bytes of a record the master has not finished sending
         self._replica = False  # slave: this store has taken commitlog bytes from a master
         self._sync = config.flush_disk_type.upper() == "SYNC_FLUSH"
         self._flush: FlushService | None = None
@@ -810,7 +810,7 @@ class MessageStore:
 
     def drop_replica_tail(self) -> None:
         """Forget the bytes of an incomplete record (a new connection resends from the reported offset)."""
-        self._replica_tail = b""
+        self._replica_tail = bytearray()
 
     def append_replica(self, offset: int, data: bytes) -> int:
         """Slave: append commitlog bytes the master sent from ``offset``. Whole records are written at the
@@ -827,7 +827,10 @@ class MessageStore:
         if not self._running or self._closed:
             raise ReplicaError("message store is not running")
         self._replica = True
-        buf = self._replica_tail + data if self._replica_tail else data
+        tail = self._replica_tail
+        if tail:
+            tail += data  # (a record larger than a transfer grows here, without re-copying what came)
+        buf = tail or data
         fs = cl.file_size
         n, total = 0, len(buf)
         while n + 8 <= total:
@@ -840,9 +843,11 @@ class MessageStore:
             if n + size > total:
                 break
             n += size
-        self._replica_tail = bytes(buf[n:])
         if n == 0:
+            if not tail:
+                self._replica_tail = bytearray(data)
             return start
+        self._replica_tail = bytearray(buf[n:])
         w = 0
         while w < n:  # one write per commitlog file
             k = min(n - w, fs - (start + w) % fs)
@@ -865,7 +870,7 @@ class MessageStore:
         if got != end:
             cl.truncate(got)
             cl.write_pos = self._enc_pos = self._pend_start = got
-            self._replica_tail = b""
+            self._replica_tail = bytearray()
             raise ReplicaError(f"invalid record from the master at {got}")
         cl.write_pos = self._enc_pos = self._pend_start = end
         if index:
