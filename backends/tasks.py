@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from typing import Any
 
 
@@ -15,3 +16,12 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
     for t in live:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
+
+
+def stop_signal() -> asyncio.Event:
+    """An event set when the process gets SIGTERM or SIGINT (the servers' clean stop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from backends.logs import setup_logging
+from backends.tasks import stop_signal
 from proxy.config import ProxyConfig
 
 BOOT_LINE = "rocketmq-proxy startup successfully"
@@ -98,10 +99,7 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
         print(f"gRPC port {server.port}, mode {mode}, pid {os.getpid()}", flush=True)
     else:
         log.info("proxy worker %d serving on port %d", os.getpid(), server.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signal()
     await stop.wait()
     log.info("shutdown hook was invoked")
     await server.shutdown()

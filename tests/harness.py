@@ -176,3 +176,19 @@ def run_sdk_script(script: str, *args: str, timeout: float = 120.0,
     if cp.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
     return cp
+
+
+def broker_log(home: Path) -> str:
+    """The broker.log of a process started with HOME=home ("" before it exists)."""
+    try:
+        return (home / "logs" / "rocketmqlogs" / "broker.log").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a file another process appends to (0 before it exists)."""
+    try:
+        return path.read_text().count("\n")
+    except FileNotFoundError:
+        return 0

@@ -88,6 +88,15 @@ class BrokerConfig:
     ha_housekeeping_interval: int = 20000  # ms of silence after which an HA connection is dropped
     ha_transfer_batch_size: int = 32 * 1024  # commitlog bytes per transfer to a slave
     ha_max_gap_not_in_sync: int = 256 * 1024 * 1024  # a SYNC_MASTER waits only for a slave this close
+    # controller mode (RocketMQ 5): the controller elects the master of this broker set
+    enable_controller_mode: bool = False
+    controller_addr: str = ""  # "host:port[;host:port]": mqcontroller, or a NameServer running one
+    broker_heartbeat_interval: int = 1000  # ms between heartbeats to the controller
+    controller_heart_beat_timeout_mills: int = 10000  # the controller deems a silent broker gone after this
+    sync_broker_metadata_period: int = 5000  # ms between GET_REPLICA_INFO polls (role changes also pushed)
+    check_sync_state_set_period: int = 5000  # ms between a master's SyncStateSet checks
+    all_ack_in_sync_state_set: bool = False  # a write waits for every replica of the SyncStateSet
+    ha_max_time_slave_not_catchup: int = 15000  # ms a slave may lag before it leaves the SyncStateSet
     namesrv_addr: str = ""
     store_path_root_dir: str = field(default_factory=lambda: os.path.join(_home(), "store"))
     store_path_commit_log: str = ""
@@ -194,9 +203,12 @@ class BrokerConfig:
         self.broker_role = self.broker_role.upper()
         if self.broker_role not in ("ASYNC_MASTER", "SYNC_MASTER", "SLAVE"):
             raise ConfigError(f"brokerRole must be ASYNC_MASTER, SYNC_MASTER or SLAVE, not {self.broker_role!r}")
-        if self.broker_role == "SLAVE" and self.broker_id <= 0:
+        if self.enable_controller_mode:  # the controller assigns the id and the role
+            if not self.controller_addr:
+                raise ConfigError("enableControllerMode=true needs controllerAddr (the controller's host:port)")
+        elif self.broker_role == "SLAVE" and self.broker_id <= 0:
             raise ConfigError(f"a SLAVE broker needs a brokerId above 0, not {self.broker_id}")
-        if self.broker_role != "SLAVE" and self.broker_id != 0:
+        elif self.broker_role != "SLAVE" and self.broker_id != 0:
             log.warning("brokerRole %s: brokerId %d is set to 0 (a master's id)", self.broker_role, self.broker_id)
             self.broker_id = 0
         self.flush_disk_type = self.flush_disk_type.upper()

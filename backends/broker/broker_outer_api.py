@@ -75,7 +75,8 @@ class BrokerOuterAPI:
 
     async def register_broker_all(self) -> None:
         addrs = self.namesrv_addrs
-        if not addrs:
+        rm = self.broker.replicas_manager
+        if not addrs or (rm is not None and not rm.role):  # controller mode: once the role is known
             return
         async with self._lock:
             body = self.register_body()

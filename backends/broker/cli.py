@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import time
 from typing import Any
 
 from backends.broker.broker_config import BrokerConfig, ConfigError
 from backends.logs import setup_logging
+from backends.tasks import stop_signal
 
 log = logging.getLogger("rocketmq.broker")
 
@@ -59,10 +59,7 @@ async def serve(config: BrokerConfig, args: argparse.Namespace) -> int:
         except Exception:  # noqa: BLE001
             pass
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signal()
     line = boot_line(config, broker.broker_addr)
     log.info(line)
     print(line, flush=True)

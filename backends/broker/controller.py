@@ -30,6 +30,7 @@ from backends.broker.consumer_offset_manager import ConsumerOffsetManager
 from backends.broker.pull_filter import MessageFilterFn
 from backends.broker.pull_service import PullOutcome, PullRequestHoldService
 from backends.broker.rebalance_lock_manager import RebalanceLockManager
+from backends.broker.replicas_manager import ReplicasManager
 from backends.broker.slave_synchronize import SlaveSynchronize
 from backends.broker.subscription_group_manager import SubscriptionGroupManager
 from backends.broker.topic_config_manager import TopicConfigManager, validate_topic_name
@@ -130,10 +131,15 @@ class BrokerController:
         self.ha_service: HAService | None = None  # a master's: pushes the commitlog to its slaves
         self.ha_client: HAClient | None = None  # a slave's: takes the commitlog of its master
         self.slave_synchronize = SlaveSynchronize(self)
+        self.replicas_manager: ReplicasManager | None = None
+        if config.enable_controller_mode:
+            config.broker_role = "SLAVE"  # no writes until the controller names this broker master
+            self.replicas_manager = ReplicasManager(self)
         self.put_message_hooks: list[PutMessageHook] = []
         self._local_checkers: list[Callable[[str, MessageExt, str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._ha_ephemeral = False
         self._store_started = False
         self._shutting_down = False
         self.boot_timestamp = int(time.time() * 1000)
@@ -187,8 +193,11 @@ class BrokerController:
                     await res
         if self.remoting_server is not None and not listening:
             await self.remoting_server.start()
-        if self.remoting_server is not None:
-            await self._start_ha(ephemeral=listening)
+        self._ha_ephemeral = listening
+        if self.replicas_manager is not None:
+            await self.replicas_manager.start()
+        elif self.remoting_server is not None:
+            await self._start_ha()
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
         self._started = True
@@ -196,20 +205,24 @@ class BrokerController:
         self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
         await self.broker_outer_api.start()
 
-    async def _start_ha(self, ephemeral: bool) -> None:
+    async def _start_ha(self) -> None:
         """A master listens for slaves on haListenPort (default listenPort + 1); a slave connects to the
         master the NameServer names in its register answer."""
         c = self.config
-        beat, housekeeping = c.ha_send_heartbeat_interval / 1000, c.ha_housekeeping_interval / 1000
         if c.is_slave:
-            self.ha_client = HAClient(self.message_store, heartbeat_interval=beat,
-                                      housekeeping_interval=housekeeping)
+            self.ha_client = HAClient(self.message_store, heartbeat_interval=c.ha_send_heartbeat_interval / 1000,
+                                      housekeeping_interval=c.ha_housekeeping_interval / 1000)
             self.ha_client.start()
             self.slave_synchronize.start()
             return
-        port = c.ha_listen_port or (0 if ephemeral else c.listen_port + 1)
+        await self.start_ha_service()
+
+    async def start_ha_service(self) -> None:
+        c = self.config
+        port = c.ha_listen_port or (0 if self._ha_ephemeral else c.listen_port + 1)
         ha = HAService(self.message_store, "0.0.0.0", port, transfer_batch_size=c.ha_transfer_batch_size,
-                       heartbeat_interval=beat, housekeeping_interval=housekeeping,
+                       heartbeat_interval=c.ha_send_heartbeat_interval / 1000,
+                       housekeeping_interval=c.ha_housekeeping_interval / 1000,
                        max_gap_not_in_sync=c.ha_max_gap_not_in_sync)
         try:
             await ha.start()
@@ -220,8 +233,17 @@ class BrokerController:
         c.ha_listen_port = ha.port
         self.ha_service = ha
 
+    def set_services_running(self, on: bool) -> None:
+        """Timer delivery and transaction checks run on a master only (controller mode switches roles)."""
+        for svc in (self.timer_service, self.transaction_service):
+            switch = getattr(svc, "set_running", None)
+            if switch is not None:
+                switch(on)
+
     def on_register_result(self, ha_server_addr: str, master_addr: str) -> None:
         """The NameServer's answer to a slave's registration names its master (and the master's HA port)."""
+        if self.replicas_manager is not None:
+            return  # the controller names the master
         if self.ha_client is not None and ha_server_addr:
             self.ha_client.update_master(ha_server_addr)
         if self.config.is_slave and master_addr:
@@ -273,6 +295,8 @@ class BrokerController:
             except (asyncio.CancelledError, Exception):
                 pass
         self.pull_hold_service.wake_all()
+        if self.replicas_manager is not None:
+            await self.replicas_manager.shutdown()
         await self.slave_synchronize.shutdown()
         for ha in (self.ha_client, self.ha_service):
             if ha is not None:

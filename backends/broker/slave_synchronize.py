@@ -36,8 +36,13 @@ class SlaveSynchronize:
             self.master_addr = addr
             self._kick.set()
 
+    def stop_following(self) -> None:
+        """This broker became a master: its tables are its own now."""
+        self.master_addr = ""
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="slave-synchronize")
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="slave-synchronize")
 
     async def _loop(self) -> None:
         while True:

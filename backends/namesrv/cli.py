@@ -10,17 +10,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
+from backends.controller.manager import BOOT_LINE as CONTROLLER_BOOT_LINE
+from backends.controller.manager import ControllerConfig
 from backends.logs import setup_logging
-from backends.namesrv.config import NamesrvConfig, parse_properties, resolve_conf_path
+from backends.namesrv.config import NamesrvConfig, read_properties
 from backends.namesrv.controller import NamesrvController
+from backends.tasks import stop_signal
 
 BOOT_LINE = "The Name Server boot success. serializeType=JSON"
 
 
-def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
+def build_config(argv: list[str]) -> tuple[NamesrvConfig, ControllerConfig, bool]:
     parser = argparse.ArgumentParser(
         prog="mqnamesrv",
         description="Start a RocketMQ NameServer.",
@@ -31,15 +33,16 @@ def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
     parser.add_argument("-n", "--namesrvAddr", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     config = NamesrvConfig()
+    controller = ControllerConfig()  # (its keys, when enableControllerInNamesrv=true)
     if args.configFile:
-        path = resolve_conf_path(args.configFile)
         try:
-            text = path.read_text(encoding="utf-8")
+            path, props = read_properties(args.configFile)
         except OSError as e:
             parser.error(f"cannot read config file {args.configFile}: {e.strerror or e}")
-        for key, value in parse_properties(text).items():
+        for key, value in props.items():
             try:
                 config.set(key, value)
+                controller.set(key, value)  # (scanNotActiveBrokerInterval is a key of both)
             except ValueError:
                 parser.error(f"bad value for {key} in {args.configFile}: {value!r}")
         print(f"load config properties file OK, {path}")
@@ -56,17 +59,18 @@ def build_config(argv: list[str]) -> tuple[NamesrvConfig, bool]:
             i += 1
         try:
             known = config.set(key, value)
+            known = controller.set(key, value) or known
         except ValueError:
             parser.error(f"bad value for --{key}: {value!r}")
         if not known:
             parser.error(f"unknown option --{key}")
         i += 1
-    return config, args.printConfigItem
+    return config, controller, args.printConfigItem
 
 
-async def serve(config: NamesrvConfig) -> int:
+async def serve(config: NamesrvConfig, controller_config: ControllerConfig | None = None) -> int:
     log = logging.getLogger("RocketmqNamesrv")
-    controller = NamesrvController(config)
+    controller = NamesrvController(config, controller_config)
     try:
         await controller.start()
     except Exception as e:
@@ -74,13 +78,12 @@ async def serve(config: NamesrvConfig) -> int:
         log.error("start failed: %s", e)
         await controller.shutdown()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signal()
     log.info("NameServer listening on %s:%d", config.bindAddress, controller.port)
     log.info(BOOT_LINE)
     print(BOOT_LINE, flush=True)
+    if controller.controller_manager is not None:
+        print(CONTROLLER_BOOT_LINE, flush=True)
     await stop.wait()
     log.info("shutdown hook was invoked")
     await controller.shutdown()
@@ -89,7 +92,7 @@ async def serve(config: NamesrvConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, print_only = build_config(list(sys.argv[1:] if argv is None else argv))
+    config, controller_config, print_only = build_config(list(sys.argv[1:] if argv is None else argv))
     if print_only:
         for key, value in config.items():
             print(f"{key}={value}")
@@ -98,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
 
-        return uvloop.run(serve(config))
+        return uvloop.run(serve(config, controller_config))
     except ImportError:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, controller_config))
 
 
 if __name__ == "__main__":

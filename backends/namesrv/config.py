@@ -27,6 +27,7 @@ class NamesrvConfig:
     enableTopicList: bool = True  # noqa: N815
     clusterTest: bool = False  # noqa: N815
     useEpollNativeSelector: bool = False  # noqa: N815  accepted, ignored
+    enableControllerInNamesrv: bool = False  # noqa: N815  run the controller on the NameServer's port
 
     def __post_init__(self) -> None:
         if not self.kvConfigPath:
@@ -77,3 +78,9 @@ def resolve_conf_path(path: str) -> Path:
         if alt.exists():
             return alt
     return p
+
+
+def read_properties(path: str) -> tuple[Path, dict[str, str]]:
+    """Resolve ``path`` (also under $ROCKETMQ_HOME) and parse it; OSError when it cannot be read."""
+    p = resolve_conf_path(path)
+    return p, parse_properties(p.read_text(encoding="utf-8"))

@@ -110,6 +110,12 @@ class FlushService:
                 return
 
     # --- loop side ---------------------------------------------------------------------------
+    def reset(self, pos: int) -> None:
+        """The log was cut back to ``pos`` (a slave truncating to its master): nothing past it is durable."""
+        with self._cv:
+            self._synced = self._want = pos
+        self.flushed_pos = pos
+
     def wait_durable(self, end_pos: int, timeout: bool = True,
                      fut: asyncio.Future[PutMessageStatus] | None = None) -> asyncio.Future[PutMessageStatus]:
         """A future answering when every byte before ``end_pos`` is durable (or timeout / error).

@@ -26,6 +26,8 @@ log = logging.getLogger("rocketmq.store")
 
 TRANSFER_HEADER = struct.Struct(">qi")  # physical offset, size
 REPORT = struct.Struct(">q")  # the slave's max physical offset
+HELLO_MAGIC = b"RMQH"  # controller mode: a slave names its broker id before its first report
+HELLO = struct.Struct(">4sq")
 MAX_TRANSFER = 64 * 1024 * 1024  # a larger size field is not from a master: the connection is dropped
 
 
@@ -39,6 +41,10 @@ def decode_transfer_header(raw: bytes) -> tuple[int, int]:
     if offset < 0 or not 0 <= size <= MAX_TRANSFER:
         raise ValueError(f"bad HA transfer header: offset {offset}, size {size}")
     return offset, size
+
+
+def encode_hello(broker_id: int) -> bytes:
+    return HELLO.pack(HELLO_MAGIC, broker_id)
 
 
 def encode_report(offset: int) -> bytes:
@@ -62,14 +68,20 @@ class HAConnection:
         peer = writer.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.slave_ack_offset = -1
+        self.broker_id = -1  # controller mode: the id the slave named in its hello
+        self.caught_up_at = 0.0  # loop time the slave last held everything the master had written
         self.wake = asyncio.Event()
 
     async def serve(self) -> None:
         svc = self.service
         store = svc.store
         try:
-            first = decode_report(await asyncio.wait_for(self.reader.readexactly(REPORT.size),
-                                                         svc.housekeeping_interval))
+            raw = await asyncio.wait_for(self.reader.readexactly(REPORT.size), svc.housekeeping_interval)
+            if raw[:4] == HELLO_MAGIC:
+                raw += await asyncio.wait_for(self.reader.readexactly(HELLO.size - REPORT.size), 5.0)
+                self.broker_id = HELLO.unpack(raw)[1]
+                raw = await asyncio.wait_for(self.reader.readexactly(REPORT.size), svc.housekeeping_interval)
+            first = decode_report(raw)
             self._acked(first)
             start = first if first > 0 else store.get_min_phy_offset()
             if start < store.get_min_phy_offset():
@@ -92,6 +104,8 @@ class HAConnection:
 
     def _acked(self, offset: int) -> None:
         self.slave_ack_offset = offset
+        if offset >= self.service.store.get_max_phy_offset():
+            self.caught_up_at = asyncio.get_running_loop().time()
         self.service.on_slave_ack(offset)
 
     async def _read_reports(self) -> None:
@@ -140,7 +154,9 @@ class HAService:
         self.housekeeping_interval = housekeeping_interval
         self.max_gap_not_in_sync = max_gap_not_in_sync
         self.connections: set[HAConnection] = set()
-        self.push_to_slave_max_offset = 0
+        self.push_to_slave_max_offset = 0  # what a writer may rely on: see on_slave_ack
+        # controller mode (allAckInSyncStateSet): the slave ids every write must reach; None: any one slave
+        self.required_ids: set[int] | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._server: asyncio.Server | None = None
@@ -170,6 +186,9 @@ class HAService:
             conn.wake.set()
 
     def on_slave_ack(self, offset: int) -> None:
+        if self.required_ids is not None:  # the least any required slave holds
+            acks = {c.broker_id: c.slave_ack_offset for c in self.connections}
+            offset = min((acks.get(i, -1) for i in self.required_ids), default=self.store.get_max_phy_offset())
         if offset <= self.push_to_slave_max_offset:
             return
         self.push_to_slave_max_offset = offset
@@ -180,12 +199,26 @@ class HAService:
                 fut.set_result(None)
 
     def is_slave_ok(self, offset: int) -> bool:
-        """A slave is connected and not too far behind to wait for (haMaxGapNotInSync)."""
+        """A slave is connected and not too far behind to wait for (haMaxGapNotInSync); in controller mode,
+        always (the SyncStateSet says whom to wait for, and shrinks when one falls behind)."""
+        if self.required_ids is not None:
+            return True
         return bool(self.connections) and offset - self.push_to_slave_max_offset < self.max_gap_not_in_sync
+
+    def set_required(self, ids: set[int]) -> None:
+        """Controller mode: every write waits for these slaves (the SyncStateSet without the master)."""
+        self.required_ids = set(ids)
+        self.push_to_slave_max_offset = 0
+        self.on_slave_ack(0)
+
+    def caught_up_ids(self, within: float) -> set[int]:
+        """Slaves (by the id in their hello) that held everything written at most ``within`` seconds ago."""
+        now = asyncio.get_running_loop().time()
+        return {c.broker_id for c in self.connections if c.broker_id >= 0 and now - c.caught_up_at <= within}
 
     async def wait_for_slave(self, offset: int, timeout: float) -> bool:
         """True once a slave reports holding the commitlog up to ``offset``; False after ``timeout``."""
-        if self.push_to_slave_max_offset >= offset:
+        if self.push_to_slave_max_offset >= offset or self.required_ids == set():
             return True
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (offset, next(self._seq), fut))
@@ -216,8 +249,9 @@ class HAClient:
     offset, appends what the master sends. Reconnects every ``reconnect_interval`` after an error."""
 
     def __init__(self, store: MessageStore, *, heartbeat_interval: float = 5.0,
-                 housekeeping_interval: float = 20.0, reconnect_interval: float = 1.0) -> None:
+                 housekeeping_interval: float = 20.0, reconnect_interval: float = 1.0, broker_id: int = -1) -> None:
         self.store = store
+        self.broker_id = broker_id  # controller mode: named to the master in a hello
         self.heartbeat_interval = heartbeat_interval
         self.housekeeping_interval = housekeeping_interval
         self.reconnect_interval = reconnect_interval
@@ -264,6 +298,8 @@ class HAClient:
         self.store.drop_replica_tail()  # the master resends from the reported offset
         beat = None
         try:
+            if self.broker_id >= 0:
+                writer.write(encode_hello(self.broker_id))
             writer.write(encode_report(self.store.get_max_phy_offset()))
             await writer.drain()
             self.connected = True

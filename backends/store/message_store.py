@@ -808,6 +808,23 @@ class MessageStore:
             raise ReplicaError(f"offset {offset} is not in the commitlog [{cl.min_offset}, {cl.write_pos})")
         return os.pread(seg.fd, end - offset, offset - seg.start)
 
+    def truncate_replica(self, offset: int) -> None:
+        """Slave: cut the commitlog (and the consume queues) back to ``offset``, a record boundary where
+        this log and its new master's agree (controller mode: what a deposed master wrote past it)."""
+        cl = self.commitlog
+        if offset >= cl.write_pos:
+            return
+        log.warning("store: truncating the commitlog from %d to %d (the part the new master does not have)",
+                    cl.write_pos, offset)
+        cl.truncate(offset)
+        for cq in self._cqs.values():
+            cq.truncate_from_phy(offset)
+        self._next_qoff.clear()
+        self._enc_pos = self._pend_start = offset
+        self._replica_tail = bytearray()
+        if self._flush is not None:
+            self._flush.reset(min(self._flush.flushed_pos, offset))
+
     def drop_replica_tail(self) -> None:
         """Forget the bytes of an incomplete record (a new connection resends from the reported offset)."""
         self._replica_tail = bytearray()

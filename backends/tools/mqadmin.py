@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import re
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -656,6 +658,32 @@ async def skip_accumulated_message(admin: AdminClient, a: argparse.Namespace) ->
     print(table(rows, ["#brokerName", "#queueId", "#offset"]))
 
 
+async def get_sync_state_set(admin: AdminClient, a: argparse.Namespace) -> None:
+    resp = await admin.call_ok(a.controllerAddress, RequestCode.CONTROLLER_GET_SYNC_STATE_DATA,
+                               body=json.dumps(a.brokerName.split(",")).encode())
+    for name, d in json.loads(resp.body or b"{}").items():
+        print(f"#brokerName  {name}\n#MasterBrokerId  {d['masterBrokerId']}\n#MasterAddr  {d['masterAddress']}\n"
+              f"#MasterEpoch  {d['masterEpoch']}\n#SyncStateSetEpoch  {d['syncStateSetEpoch']}\n"
+              f"#SyncStateSetNums  {len(d['syncStateSet'])}")
+        rows = [[bid, addr, str(int(bid) in d["syncStateSet"]).lower(), str(d["alive"].get(bid, False)).lower()]
+                for bid, addr in sorted(d["brokerIdTable"].items(), key=lambda kv: int(kv[0]))]
+        print(table(rows, ["#brokerId", "#brokerAddress", "#inSyncStateSet", "#alive"]))
+
+
+async def get_controller_meta_data(admin: AdminClient, a: argparse.Namespace) -> None:
+    ext = (await admin.call_ok(a.controllerAddress, RequestCode.CONTROLLER_GET_METADATA_INFO)).ext_fields or {}
+    print(f"ControllerGroup\t{ext.get('group', '')}\nControllerLeaderId\t{ext.get('controllerLeaderId', '')}\n"
+          f"ControllerLeaderAddress\t{ext.get('controllerLeaderAddress', '')}\nPeers\t{ext.get('peers', '')}")
+
+
+async def elect_master(admin: AdminClient, a: argparse.Namespace) -> None:
+    ext = (await admin.call_ok(a.controllerAddress, RequestCode.CONTROLLER_ELECT_MASTER, {
+        "clusterName": a.clusterName, "brokerName": a.brokerName, "brokerId": a.brokerId,
+        "designateElect": True, "invokeTime": int(time.time() * 1000)})).ext_fields or {}
+    print(f"\nClusterName: {a.clusterName}\nBrokerName: {a.brokerName}\n"
+          f"NewMasterAddress: {ext.get('masterAddress', '')}\nNewMasterEpoch: {ext.get('masterEpoch', '')}")
+
+
 # --- command table ----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None]]] = {}
@@ -685,7 +713,8 @@ _HANDLER_NAMES = {
     "deleteKvConfig": "delete_kv_config", "wipeWritePerm": "wipe_write_perm", "addWritePerm": "add_write_perm",
     "topicClusterList": "topic_cluster_list", "getBrokerConfig": "get_broker_config",
     "updateBrokerConfig": "update_broker_config", "getNamesrvConfig": "get_namesrv_config",
-    "updateNamesrvConfig": "update_namesrv_config",
+    "updateNamesrvConfig": "update_namesrv_config", "getSyncStateSet": "get_sync_state_set",
+    "getControllerMetaData": "get_controller_meta_data", "electMaster": "elect_master",
 }
 
 
@@ -903,6 +932,25 @@ def _args_updateNamesrvConfig(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--value", required=True)
 
 
+@command("getSyncStateSet", "Fetch the master and SyncStateSet of broker sets from the controller")
+def _args_getSyncStateSet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--controllerAddress", required=True, help="the controller's host:port")
+    p.add_argument("-b", "--brokerName", required=True, help="broker name(s), comma separated")
+
+
+@command("getControllerMetaData", "Get the controller's metadata")
+def _args_getControllerMetaData(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--controllerAddress", required=True, help="the controller's host:port")
+
+
+@command("electMaster", "Make one replica of a broker set its master (through the controller)")
+def _args_electMaster(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--controllerAddress", required=True, help="the controller's host:port")
+    p.add_argument("-c", "--clusterName", required=True)
+    p.add_argument("-b", "--brokerName", required=True)
+    p.add_argument("-i", "--brokerId", type=int, required=True)
+
+
 def _parser(name: str) -> argparse.ArgumentParser:
     help_text, _, build = COMMANDS[name]
     p = _Parser(prog=f"mqadmin {name}", description=help_text, add_help=True)
@@ -943,7 +991,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ns = _parser(name).parse_args(args[1:])
         ns.command = name
-        namesrv = ns.namesrvAddr or os.environ.get("NAMESRV_ADDR", "")
+        # (the controller commands talk to -a only)
+        namesrv = ns.namesrvAddr or os.environ.get("NAMESRV_ADDR", "") or getattr(ns, "controllerAddress", "")
         if not namesrv:
             raise UsageError(f"mqadmin {name}: no NameServer address: use -n host:port or set NAMESRV_ADDR")
         admin = AdminClient(namesrv)

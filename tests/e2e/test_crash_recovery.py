@@ -12,18 +12,11 @@ import subprocess
 import pytest
 
 from tests.e2e.proxy_stack import BROKER_BOOT, EARLIEST, PROXY_BOOT, parse_result, stack
-from tests.harness import REPO, SDK_PYTHON, ServerProcess, poll_until, run_sdk_script
+from tests.harness import REPO, SDK_PYTHON, ServerProcess, count_lines, poll_until, run_sdk_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 ACKED_BEFORE_KILL = 300
-
-
-def _lines(path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
 
 
 @pytest.mark.parametrize("mode", ["broker-proxy", "cluster"])
@@ -36,7 +29,7 @@ def test_acked_messages_survive_broker_kill9(mode, tmp_path):
             [str(SDK_PYTHON), str(REPO / "tests/sdk/python/crash_send.py"), st.endpoint, "TopicCrash", str(acked)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            poll_until(lambda: _lines(acked) >= ACKED_BEFORE_KILL or producer.poll() is not None, timeout=90,
+            poll_until(lambda: count_lines(acked) >= ACKED_BEFORE_KILL or producer.poll() is not None, timeout=90,
                        interval=0.05, what=f"{ACKED_BEFORE_KILL} acknowledged sends")
             assert producer.poll() is None, producer.communicate()[0][-3000:]
             # broker-proxy: the broker process (the proxy lives in it); cluster: broker-a behind mqproxy
@@ -45,7 +38,7 @@ def test_acked_messages_survive_broker_kill9(mode, tmp_path):
         finally:
             producer.kill()
             producer.communicate(timeout=30)
-        sent = _lines(acked)
+        sent = count_lines(acked)
         assert sent >= ACKED_BEFORE_KILL
         restarted = ServerProcess(victim.args, tmp_path)
         st.procs[1] = restarted  # (the stack stops the processes it started; this one is stopped below)

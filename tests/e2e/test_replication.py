@@ -23,7 +23,18 @@ from backends.remoting.codes import ResponseCode
 from backends.store.record import decode_records
 from backends.tools.admin_client import AdminClient
 from tests.e2e.proxy_stack import BROKER_BOOT, NAMESRV_BOOT, PROXY_BOOT
-from tests.harness import REPO, SDK_PYTHON, ServerProcess, command, free_port, mqadmin, poll_until, server
+from tests.harness import (
+    REPO,
+    SDK_PYTHON,
+    ServerProcess,
+    broker_log,
+    command,
+    count_lines,
+    free_port,
+    mqadmin,
+    poll_until,
+    server,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -40,18 +51,6 @@ def _conf(home: Path, shipped: str, port: int, ha_port: int) -> Path:
     return p
 
 
-def _log(home: Path) -> str:
-    try:
-        return (home / "logs" / "rocketmqlogs" / "broker.log").read_text()
-    except FileNotFoundError:
-        return ""
-
-
-def _lines(path: Path) -> int:
-    try:
-        return path.read_text().count("\n")
-    except FileNotFoundError:
-        return 0
 
 
 async def _pull_ids(namesrv: str, addr: str, topic: str, group: str) -> set[str]:
@@ -81,7 +80,7 @@ def _pair(tmp_path: Path, ns: str, mode: str) -> Iterator[tuple[ServerProcess, s
     sconf = _conf(tmp_path / "s", f"{mode}/broker-a-s.properties", sport, free_port())
     with server([command("mqbroker"), "-n", ns, "-c", str(mconf)], tmp_path / "m", BROKER_BOOT, timeout=60) as m, \
             server([command("mqbroker"), "-n", ns, "-c", str(sconf)], tmp_path / "s", BROKER_BOOT, timeout=60):
-        poll_until(lambda: "HAClient: connected to master" in _log(tmp_path / "s"), timeout=30,
+        poll_until(lambda: "HAClient: connected to master" in broker_log(tmp_path / "s"), timeout=30,
                    what="the slave's HA connection")
         yield m, f"127.0.0.1:{mport}", f"127.0.0.1:{sport}"
 
@@ -120,7 +119,7 @@ def test_sync_master_acked_messages_survive_master_kill9_on_the_slave(tmp_path: 
                     [str(SDK_PYTHON), str(REPO / "tests/sdk/python/crash_send.py"), endpoint, "TopicHA", str(acked)],
                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 try:
-                    poll_until(lambda: _lines(acked) >= 300 or producer.poll() is not None, timeout=90,
+                    poll_until(lambda: count_lines(acked) >= 300 or producer.poll() is not None, timeout=90,
                                interval=0.05, what="300 acknowledged sends")
                     assert producer.poll() is None, producer.communicate()[0][-3000:]
                     master.kill()  # SIGKILL mid stream: what the proxy acknowledged must be on the slave
@@ -131,8 +130,8 @@ def test_sync_master_acked_messages_survive_master_kill9_on_the_slave(tmp_path: 
             assert len(want) >= 300
             got = asyncio.run(_pull_ids(ns, saddr, "TopicHA", "GroupHA"))
             missing = want - got
-            assert not missing, (len(missing), sorted(missing)[:5], _log(tmp_path / "s")[-3000:])
-            assert "connection to master" in _log(tmp_path / "s")  # it saw the master go
+            assert not missing, (len(missing), sorted(missing)[:5], broker_log(tmp_path / "s")[-3000:])
+            assert "connection to master" in broker_log(tmp_path / "s")  # it saw the master go
 
 
 def test_async_master_slave_catches_up_and_copies_tables(tmp_path: Path) -> None:
@@ -153,4 +152,4 @@ def test_async_master_slave_catches_up_and_copies_tables(tmp_path: Path) -> None
             assert len(on_master) == 5
             poll_until(lambda: asyncio.run(_pull_ids(ns, saddr, "TopicAsync", "GroupAsync")) == on_master,
                        timeout=20, what="the 5 messages on the slave")
-            assert " ERROR " not in _log(tmp_path / "s"), _log(tmp_path / "s")[-3000:]
+            assert " ERROR " not in broker_log(tmp_path / "s"), broker_log(tmp_path / "s")[-3000:]

@@ -377,6 +377,15 @@ class TimerMessageService:
         if run_loop:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="timer-service")
 
+    def set_running(self, on: bool) -> None:
+        """Deliver due messages (a master) or not (a slave: its log is its master's copy)."""
+        if on and self._task is None and self._started:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="timer-service")
+        elif not on and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def shutdown(self) -> None:
         self._stopping = True
         if self._wake is not None:

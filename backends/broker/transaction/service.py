@@ -184,6 +184,15 @@ class TransactionalMessageService:
             self._stop = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="transaction-check")
 
+    def set_running(self, on: bool) -> None:
+        """Check orphaned half messages (a master) or not (a slave)."""
+        if on and self._task is None and self._started:
+            self._stop = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="transaction-check")
+        elif not on and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
     async def shutdown(self) -> None:
         if self._stop is not None:
             self._stop.set()
