@@ -13,6 +13,7 @@ The codec below is pure; the I/O lives in the classes under it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -70,6 +71,7 @@ class HAConnection:
         self.slave_ack_offset = -1
         self.broker_id = -1  # controller mode: the id the slave named in its hello
         self.caught_up_at = 0.0  # loop time the slave last held everything the master had written
+        self._sent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, end) per transfer
         self.wake = asyncio.Event()
 
     async def serve(self) -> None:
@@ -104,6 +106,9 @@ class HAConnection:
 
     def _acked(self, offset: int) -> None:
         self.slave_ack_offset = offset
+        sent = self._sent
+        while sent and sent[0][1] <= offset:  # the slave holds all the master had when it sent this
+            self.caught_up_at = sent.popleft()[0]
         if offset >= self.service.store.get_max_phy_offset():
             self.caught_up_at = asyncio.get_running_loop().time()
         self.service.on_slave_ack(offset)
@@ -125,6 +130,8 @@ class HAConnection:
             if data:
                 self.writer.write(encode_transfer(pos, data))
                 pos += len(data)
+                if pos >= store.get_max_phy_offset():  # this transfer brings the slave up to date
+                    self._sent.append((asyncio.get_running_loop().time(), pos))
                 await self.writer.drain()
                 continue
             self.wake.clear()

@@ -174,3 +174,22 @@ async def test_ha_service_drops_a_bad_peer_and_keeps_serving(make_store: StoreFa
         w.close()
     finally:
         await ha.shutdown()
+
+
+async def test_a_deposed_master_cuts_what_it_wrote_alone_and_follows(make_store: StoreFactory, tmp_path: Any) -> None:
+    a = await make_store(str(tmp_path / "a"))
+    b = await make_store(str(tmp_path / "b"))
+    await fill(a, 30)
+    pump(a, b, 4096)
+    common = a.get_max_phy_offset()
+    await fill(b, 10, seed=5)  # b took writes of its own (it was master; a was elected meanwhile)
+    assert b.get_max_phy_offset() > common
+    b.truncate_replica(common)
+    assert b.get_max_phy_offset() == common
+    assert [b.get_max_offset_in_queue("TopicA", q) for q in range(3)] == \
+        [a.get_max_offset_in_queue("TopicA", q) for q in range(3)]
+    assert queue_bodies(b, "TopicA", 3) == queue_bodies(a, "TopicA", 3)
+    await fill(a, 10, seed=6)
+    pump(a, b, 4096)
+    assert queue_bodies(b, "TopicA", 3) == queue_bodies(a, "TopicA", 3)
+    assert sum(map(len, queue_bodies(b, "TopicA", 3).values())) == 40
