@@ -71,7 +71,8 @@ class HAConnection:
         self.slave_ack_offset = -1
         self.broker_id = -1  # controller mode: the id the slave named in its hello
         self.caught_up_at = 0.0  # loop time the slave last held everything the master had written
-        self._sent: collections.deque[tuple[float, int]] = collections.deque()  # (loop time, end) per transfer
+        # (loop time, end) of the transfers that brought the slave up to date, until it acks them
+        self._sent: collections.deque[tuple[float, int]] = collections.deque(maxlen=4096)
         self.wake = asyncio.Event()
 
     async def serve(self) -> None:
@@ -164,7 +165,7 @@ class HAService:
         self.push_to_slave_max_offset = 0  # what a writer may rely on: see on_slave_ack
         # controller mode (allAckInSyncStateSet): the slave ids every write must reach; None: any one slave
         self.required_ids: set[int] | None = None
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[bool]]] = []
         self._seq = itertools.count()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,7 +204,7 @@ class HAService:
         while waiters and waiters[0][0] <= offset:
             fut = heapq.heappop(waiters)[2]
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(True)
 
     def is_slave_ok(self, offset: int) -> bool:
         """A slave is connected and not too far behind to wait for (haMaxGapNotInSync); in controller mode,
@@ -227,12 +228,11 @@ class HAService:
         """True once a slave reports holding the commitlog up to ``offset``; False after ``timeout``."""
         if self.push_to_slave_max_offset >= offset or self.required_ids == set():
             return True
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (offset, next(self._seq), fut))
         try:
             async with asyncio.timeout(timeout):
-                await fut
-            return True
+                return await fut
         except TimeoutError:
             return False
 
@@ -245,9 +245,9 @@ class HAService:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        for _, _, fut in self._waiters:
+        for _, _, fut in self._waiters:  # (this broker stops, or is no master any more)
             if not fut.done():
-                fut.cancel()
+                fut.set_result(False)
         self._waiters.clear()
 
 
