@@ -55,17 +55,23 @@ class ReplicasManager:
     # --- controller calls --------------------------------------------------------------------------
     async def _call(self, code: int, ext: dict[str, str], body: bytes = b"",
                     ok: tuple[int, ...] = (ResponseCode.SUCCESS,)) -> RemotingCommand:
-        last: Exception | None = None
-        for addr in self.controllers:
+        last: object = None
+        for addr in self.controllers:  # the leader first: it moves to the front when found
             try:
                 resp = await self.client.invoke(addr, RemotingCommand.request(code, ext, body), 3.0)
             except RemotingError as e:
                 last = e
                 continue
+            if resp.code == ResponseCode.CONTROLLER_NOT_LEADER:  # a follower of a controller quorum
+                last = resp.remark
+                continue
+            if addr != self.controllers[0]:
+                self.controllers.remove(addr)
+                self.controllers.insert(0, addr)
             if resp.code not in ok:
                 raise RemotingError(f"controller {addr} answered {resp.code}: {resp.remark}")
             return resp
-        raise RemotingError(f"no controller of {self.controllers} answered: {last}")
+        raise RemotingError(f"no controller of {self.controllers} answered as leader: {last}")
 
     def _names(self) -> dict[str, str]:
         c = self.broker.config

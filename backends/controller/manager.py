@@ -2,8 +2,10 @@
 for brokers in controller mode (``enableControllerMode=true``), over the remoting protocol.
 
 It runs inside ``mqnamesrv`` (``enableControllerInNamesrv=true``: the brokers' ``controllerAddr`` is the
-NameServer's address) or alone as ``mqcontroller`` (port 9878). One controller decides; its state is
-saved to ``controllerStorePath`` after every change, so a restarted controller keeps the epochs.
+NameServer's address) or alone as ``mqcontroller`` (port 9878). With one peer in ``controllerDLegerPeers``
+the controller decides alone and saves its state to ``controllerStorePath`` after every change; with
+several, they form a Raft quorum (backends/controller/raft.py): the leader answers, the others answer
+CONTROLLER_NOT_LEADER and brokers try the next address of their ``controllerAddr``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from backends.controller.replicas_info_manager import BrokerSet, ControllerError, ReplicasInfoManager
+from backends.controller.raft import RaftQuorum
+from backends.controller.replicas_info_manager import (
+    BrokerSet,
+    ControllerError,
+    Event,
+    ReplicasInfoManager,
+    no_master,
+)
 from backends.remoting import json_body
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
@@ -29,6 +38,7 @@ from backends.tasks import cancel_and_wait
 log = logging.getLogger("rocketmq.controller")
 
 BOOT_LINE = "The ControllerManager boot success. serializeType=JSON"
+MASTER_GRACE_MS = 10_000  # a new leader waits this long for heartbeats before replacing a silent master
 
 
 @dataclass(slots=True)
@@ -61,11 +71,9 @@ class ControllerConfig:
                 return True
         return False
 
-    def check(self) -> None:
-        peers = [p for p in self.controllerDLegerPeers.split(";") if p.strip()]
-        if len(peers) > 1:
-            raise ValueError(f"controllerDLegerPeers names {len(peers)} controllers; this controller decides alone "
-                             "(no Raft quorum yet): give one peer")
+    @property
+    def quorum(self) -> bool:
+        return len([p for p in self.controllerDLegerPeers.split(";") if p.strip()]) > 1
 
 
 @dataclass
@@ -85,19 +93,28 @@ class ControllerManager:
         self.config = config
         self.own_server = server is None
         self.server = server or RemotingServer("0.0.0.0", config.listenPort)
-        self.replicas = ReplicasInfoManager(os.path.join(config.controllerStorePath, "replicaInfo.json"))
+        # alone: the state is saved as a snapshot; in a quorum, the Raft log (replayed at start) holds it
+        self.replicas = ReplicasInfoManager(
+            None if config.quorum else os.path.join(config.controllerStorePath, "replicaInfo.json"))
+        self.raft: RaftQuorum | None = None
         self.live: dict[tuple[str, int], BrokerLiveInfo] = {}  # (broker name, id)
         self.client = RemotingClient()
         self._scan: asyncio.Task[None] | None = None
+        self._started_at = 0.0
 
     @property
     def port(self) -> int:
         return self.server.port
 
     async def start(self) -> None:
-        self.config.check()
-        os.makedirs(self.config.controllerStorePath, exist_ok=True)
+        c = self.config
+        os.makedirs(c.controllerStorePath, exist_ok=True)
         self.replicas.load()
+        if c.quorum:
+            self.raft = RaftQuorum(c.controllerDLegerPeers, c.controllerDLegerSelfId, self.replicas,
+                                   c.controllerStorePath)
+            self.raft.start()
+        self._started_at = asyncio.get_running_loop().time()
         reg = self.server.register_processor
         reg(RequestCode.CONTROLLER_GET_NEXT_BROKER_ID, self._guard(self._next_broker_id))
         reg(RequestCode.CONTROLLER_APPLY_BROKER_ID, self._guard(self._apply_broker_id))
@@ -115,6 +132,8 @@ class ControllerManager:
 
     async def shutdown(self) -> None:
         await cancel_and_wait(self._scan)
+        if self.raft is not None:
+            await self.raft.shutdown()
         await self.client.close()
         if self.own_server:
             await self.server.shutdown()
@@ -134,23 +153,47 @@ class ControllerManager:
             except Exception:
                 log.exception("controller: scanNotActiveBroker failed")
 
+    @property
+    def is_leader(self) -> bool:
+        return self.raft is None or self.raft.is_leader
+
+    def _leader_for(self) -> float:
+        """Seconds this controller has been deciding (alone: since start)."""
+        since = self.raft.leader_since if self.raft is not None else self._started_at
+        return asyncio.get_running_loop().time() - since
+
+    async def _commit(self, event: Event | None) -> None:
+        if event is None:
+            return
+        if self.raft is None:
+            self.replicas.apply(event)
+        else:
+            await self.raft.commit(event)
+
     async def scan_not_active_broker(self) -> None:
+        if not self.is_leader:
+            self.live.clear()  # a follower's view is stale by the time it leads
+            return
         for key, info in list(self.live.items()):
             if _now_ms() - info.last_update_ms > info.timeout_ms:
                 del self.live[key]
                 log.warning("controller: broker %s id %d (%s) is not active", key[0], key[1], info.address)
-                bs = self.replicas.sets.get(key[0])
-                if bs is not None and bs.master_broker_id == key[1]:
-                    await self._elect_and_notify(key[0])
+        # a master without a heartbeat (gone while no controller was leading, or expired just now) is
+        # replaced once this controller has led for longer than a heartbeat timeout
+        if self._leader_for() * 1000 > MASTER_GRACE_MS:
+            for name, bs in list(self.replicas.sets.items()):
+                if bs.master_broker_id >= 0 and (name, bs.master_broker_id) not in self.live:
+                    await self._elect_and_notify(name)
 
     async def _elect_and_notify(self, name: str) -> BrokerSet | None:
-        before = self.replicas.sets[name].master_epoch if name in self.replicas.sets else -1
         try:
-            bs = self.replicas.elect_master(name, self._alive, self.config.enableElectUncleanMaster)
+            event = self.replicas.elect_event(name, self._alive, self.config.enableElectUncleanMaster)
+            await self._commit(event)
         except ControllerError as e:
             log.warning("controller: %s", e.message)
             return None
-        if bs.master_epoch != before:
+        bs = self.replicas.sets[name]
+        if event is not None and bs.master_broker_id >= 0:
             self._notify(bs)
         return bs
 
@@ -172,10 +215,12 @@ class ControllerManager:
             log.info("controller: notifying %s of the role change failed: %s", addr, e)
 
     # --- processors --------------------------------------------------------------------------------
-    @staticmethod
-    def _guard(fn: Any) -> Any:
+    def _guard(self, fn: Any) -> Any:
         async def handle(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
             try:
+                if not self.is_leader and request.code != RequestCode.CONTROLLER_GET_METADATA_INFO:
+                    raise ControllerError(ResponseCode.CONTROLLER_NOT_LEADER,
+                                          f"this controller is not the leader (leader: {self.raft and self.raft.leader})")
                 return await fn(request, Header(request))
             except ControllerError as e:
                 return request.response(e.code, e.message)
@@ -193,13 +238,15 @@ class ControllerManager:
                                             "nextBrokerId": str(nxt)})
 
     async def _apply_broker_id(self, request: RemotingCommand, h: Header) -> RemotingCommand:
-        self.replicas.apply_broker_id(h.s("clusterName"), h.s("brokerName"), h.i("appliedBrokerId"),
-                                      h.s("registerCheckCode").split(";")[0])
+        await self._commit(self.replicas.apply_broker_id_event(
+            h.s("clusterName"), h.s("brokerName"), h.i("appliedBrokerId"), h.s("registerCheckCode").split(";")[0]))
         return request.response(ext_fields={"clusterName": h.s("clusterName"), "brokerName": h.s("brokerName")})
 
     async def _register_broker(self, request: RemotingCommand, h: Header) -> RemotingCommand:
         name = h.s("brokerName")
-        bs = self.replicas.register_broker(h.s("clusterName"), name, h.i("brokerId"), h.s("brokerAddress"))
+        await self._commit(self.replicas.register_event(h.s("clusterName"), name, h.i("brokerId"),
+                                                        h.s("brokerAddress")))
+        bs = self.replicas.sets[name]
         return request.response(ext_fields=_replica_header(bs), body=_sync_state_body(bs))
 
     async def _heartbeat(self, request: RemotingCommand, h: Header) -> RemotingCommand:
@@ -218,9 +265,12 @@ class ControllerManager:
     async def _elect_master(self, request: RemotingCommand, h: Header) -> RemotingCommand:
         name = h.s("brokerName")
         designated = h.i("brokerId") if h.b("designateElect") else None
-        before = self.replicas.replica_info(name).master_epoch
-        bs = self.replicas.elect_master(name, self._alive, self.config.enableElectUncleanMaster, designated)
-        if bs.master_epoch != before:
+        event = self.replicas.elect_event(name, self._alive, self.config.enableElectUncleanMaster, designated)
+        await self._commit(event)
+        bs = self.replicas.sets[name]
+        if bs.master_broker_id < 0:
+            raise no_master(bs)
+        if event is not None:
             self._notify(bs)
         return request.response(ext_fields=_replica_header(bs), body=_sync_state_body(bs))
 
@@ -235,8 +285,10 @@ class ControllerManager:
             set_epoch = int(body.get("syncStateSetEpoch", 0))
         except (ValueError, TypeError, AttributeError) as e:
             raise ControllerError(ResponseCode.CONTROLLER_INVALID_REQUEST, f"bad SyncStateSet body: {e}") from None
-        bs = self.replicas.alter_sync_state_set(h.s("brokerName"), h.i("masterBrokerId"), h.i("masterEpoch"),
-                                                new_set, set_epoch)
+        name = h.s("brokerName")
+        await self._commit(self.replicas.alter_event(name, h.i("masterBrokerId"), h.i("masterEpoch"), new_set,
+                                                     set_epoch))
+        bs = self.replicas.sets[name]
         return request.response(ext_fields={"newSyncStateSetEpoch": str(bs.sync_state_set_epoch)},
                                 body=_sync_state_body(bs))
 
@@ -258,10 +310,21 @@ class ControllerManager:
         return request.response(body=json_body.dumps(table))
 
     async def _get_metadata(self, request: RemotingCommand, h: Header) -> RemotingCommand:
-        return request.response(ext_fields={"group": self.config.controllerDLegerGroup,
-                                            "controllerLeaderId": self.config.controllerDLegerSelfId,
-                                            "controllerLeaderAddress": f"127.0.0.1:{self.port}",
-                                            "isLeader": "true", "peers": self.config.controllerDLegerPeers})
+        c = self.config
+        leader = self.raft.leader if self.raft is not None else f"127.0.0.1:{self.port}"
+        return request.response(ext_fields={"group": c.controllerDLegerGroup,
+                                            "controllerLeaderId": _peer_id(c.controllerDLegerPeers, leader)
+                                            or c.controllerDLegerSelfId,
+                                            "controllerLeaderAddress": leader,
+                                            "isLeader": str(self.is_leader).lower(), "peers": c.controllerDLegerPeers})
+
+
+def _peer_id(peers: str, addr: str) -> str:
+    for item in peers.split(";"):
+        node, _, a = item.strip().partition("-")
+        if a == addr:
+            return node
+    return ""
 
 
 def _replica_header(bs: BrokerSet) -> dict[str, str]:

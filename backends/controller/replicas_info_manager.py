@@ -59,6 +59,7 @@ class BrokerSet:
 
 # a replica's standing in an election: (epoch, max offset) it last reported; None when not alive
 Liveness = Callable[[str, int], "tuple[int, int] | None"]
+Event = dict[str, Any]
 
 
 class ReplicasInfoManager:
@@ -84,39 +85,34 @@ class ReplicasInfoManager:
             atomic_write_json(self.path, {"replicaInfoTable": {k: v.to_json() for k, v in self.sets.items()}})
 
     # --- broker ids -------------------------------------------------------------------------------
-    def _set(self, cluster: str, name: str) -> BrokerSet:
-        bs = self.sets.get(name)
-        if bs is None:
-            bs = self.sets[name] = BrokerSet(cluster, name)
-        elif bs.cluster_name != cluster:
-            raise ControllerError(ResponseCode.CONTROLLER_INVALID_REQUEST,
-                                  f"broker set {name} belongs to cluster {bs.cluster_name}, not {cluster}")
-        return bs
-
     def next_broker_id(self, cluster: str, name: str) -> int:
         bs = self.sets.get(name)
         return max(bs.addresses, default=0) + 1 if bs else 1
 
-    def apply_broker_id(self, cluster: str, name: str, broker_id: int, address: str) -> None:
-        bs = self._set(cluster, name)
+    # Each change is decided (``*_event``: checks only, nothing changes) and then applied as an event
+    # with absolute values (``apply``): the same events, applied in the same order, give every controller
+    # of a Raft quorum the same state, and applying one twice changes nothing.
+    def apply_broker_id_event(self, cluster: str, name: str, broker_id: int, address: str) -> Event:
+        bs = self.sets.get(name)
+        if bs is not None and bs.cluster_name != cluster:
+            raise ControllerError(ResponseCode.CONTROLLER_INVALID_REQUEST,
+                                  f"broker set {name} belongs to cluster {bs.cluster_name}, not {cluster}")
         if broker_id <= 0:
             raise ControllerError(ResponseCode.CONTROLLER_BROKER_ID_INVALID, f"broker id {broker_id} is not above 0")
-        if broker_id in bs.addresses and bs.addresses[broker_id] != address:
+        if bs is not None and broker_id in bs.addresses and bs.addresses[broker_id] != address:
             raise ControllerError(ResponseCode.CONTROLLER_BROKER_ID_INVALID,
                                   f"broker id {broker_id} of {name} is taken by {bs.addresses[broker_id]}")
-        bs.addresses[broker_id] = address
-        self._save()
+        return {"op": "address", "cluster": cluster, "name": name, "id": broker_id, "address": address}
 
-    def register_broker(self, cluster: str, name: str, broker_id: int, address: str) -> BrokerSet:
+    def register_event(self, cluster: str, name: str, broker_id: int, address: str) -> Event | None:
         """A broker (re)starts: its id must have been applied; its address may have changed."""
         bs = self.sets.get(name)
         if bs is None or broker_id not in bs.addresses:
             raise ControllerError(ResponseCode.CONTROLLER_BROKER_METADATA_NOT_EXIST,
                                   f"broker {name} id {broker_id} has no applied id: ask for one first")
-        if bs.addresses[broker_id] != address:
-            bs.addresses[broker_id] = address
-            self._save()
-        return bs
+        if bs.addresses[broker_id] == address:
+            return None
+        return {"op": "address", "cluster": bs.cluster_name, "name": name, "id": broker_id, "address": address}
 
     def replica_info(self, name: str) -> BrokerSet:
         bs = self.sets.get(name)
@@ -124,47 +120,40 @@ class ReplicasInfoManager:
             raise ControllerError(ResponseCode.CONTROLLER_BROKER_METADATA_NOT_EXIST, f"no broker set {name}")
         return bs
 
-    # --- election ---------------------------------------------------------------------------------
-    def elect_master(self, name: str, alive: Liveness, unclean: bool = False,
-                     designated: int | None = None) -> BrokerSet:
-        """Elect a master for ``name`` (the current one is kept when it is alive and not designated away);
-        raises CONTROLLER_MASTER_NOT_AVAILABLE when no replica may become master."""
+    def elect_event(self, name: str, alive: Liveness, unclean: bool = False,
+                    designated: int | None = None) -> Event | None:
+        """The election for ``name``: None when nothing changes (its master is alive, or none may become
+        master and there is none); else the new master (id -1: the master is gone and none may follow)."""
         bs = self.replica_info(name)
         if designated is not None:
             if alive(name, designated) is None or designated not in bs.addresses:
                 raise ControllerError(ResponseCode.CONTROLLER_ELECT_MASTER_FAILED,
                                       f"broker {designated} of {name} is not alive")
-            return self._new_master(bs, designated)
+            return self._master_event(bs, designated)
         if bs.master_broker_id >= 0 and alive(name, bs.master_broker_id) is not None:
-            return bs
+            return None
         pool = bs.sync_state_set if bs.sync_state_set else set(bs.addresses)
-        candidates = [(alive(name, i), i) for i in pool]
-        ranked = sorted(((st, i) for st, i in candidates if st is not None), key=lambda c: (-c[0][0], -c[0][1], c[1]))
+        ranked = sorted(((st, i) for i in pool if (st := alive(name, i)) is not None),
+                        key=lambda c: (-c[0][0], -c[0][1], c[1]))
         if not ranked and unclean:
             ranked = sorted(((st, i) for i in bs.addresses if (st := alive(name, i)) is not None),
                             key=lambda c: (-c[0][0], -c[0][1], c[1]))
-        if not ranked:
-            if bs.master_broker_id >= 0:
-                log.warning("controller: master %d of %s is gone and no replica of the SyncStateSet %s is alive",
-                            bs.master_broker_id, name, sorted(bs.sync_state_set))
-                bs.master_broker_id = -1
-                self._save()
-            raise ControllerError(ResponseCode.CONTROLLER_MASTER_NOT_AVAILABLE,
-                                  f"no replica of {name} can become master (SyncStateSet {sorted(bs.sync_state_set)})")
-        return self._new_master(bs, ranked[0][1])
+        if not ranked:  # none may become master
+            if bs.master_broker_id < 0:
+                return None
+            log.warning("controller: master %d of %s is gone and no replica of the SyncStateSet %s is alive",
+                        bs.master_broker_id, name, sorted(bs.sync_state_set))
+            return {"op": "master", "name": name, "id": -1, "epoch": bs.master_epoch,
+                    "syncStateSet": sorted(bs.sync_state_set), "syncStateSetEpoch": bs.sync_state_set_epoch}
+        return self._master_event(bs, ranked[0][1])
 
-    def _new_master(self, bs: BrokerSet, broker_id: int) -> BrokerSet:
-        bs.master_broker_id = broker_id
-        bs.master_epoch += 1
-        bs.sync_state_set = {broker_id}
-        bs.sync_state_set_epoch += 1
-        self._save()
-        log.info("controller: elected broker %d (%s) master of %s, epoch %d", broker_id,
-                 bs.addresses.get(broker_id), bs.broker_name, bs.master_epoch)
-        return bs
+    @staticmethod
+    def _master_event(bs: BrokerSet, broker_id: int) -> Event:
+        return {"op": "master", "name": bs.broker_name, "id": broker_id, "epoch": bs.master_epoch + 1,
+                "syncStateSet": [broker_id], "syncStateSetEpoch": bs.sync_state_set_epoch + 1}
 
-    def alter_sync_state_set(self, name: str, master_id: int, master_epoch: int, new_set: set[int],
-                             set_epoch: int) -> BrokerSet:
+    def alter_event(self, name: str, master_id: int, master_epoch: int, new_set: set[int],
+                    set_epoch: int) -> Event | None:
         """The master reports which replicas are in sync; fenced by the master and set epochs."""
         bs = self.replica_info(name)
         if master_id != bs.master_broker_id or master_epoch != bs.master_epoch:
@@ -177,10 +166,61 @@ class ReplicasInfoManager:
         if master_id not in new_set or not new_set <= set(bs.addresses):
             raise ControllerError(ResponseCode.CONTROLLER_INVALID_REPLICAS,
                                   f"SyncStateSet {sorted(new_set)} must hold the master and known replicas only")
-        if new_set != bs.sync_state_set:
-            bs.sync_state_set = set(new_set)
-            bs.sync_state_set_epoch += 1
-            self._save()
-            log.info("controller: SyncStateSet of %s is now %s (epoch %d)", name, sorted(new_set),
+        if new_set == bs.sync_state_set:
+            return None
+        return {"op": "syncStateSet", "name": name, "syncStateSet": sorted(new_set),
+                "syncStateSetEpoch": bs.sync_state_set_epoch + 1}
+
+    def apply(self, event: Event) -> None:
+        op, name = event["op"], event["name"]
+        if op == "address":
+            bs = self.sets.get(name)
+            if bs is None:
+                bs = self.sets[name] = BrokerSet(event["cluster"], name)
+            bs.addresses[int(event["id"])] = event["address"]
+        elif op == "master":
+            bs = self.sets[name]
+            changed = bs.master_broker_id != event["id"] or bs.master_epoch != event["epoch"]
+            bs.master_broker_id, bs.master_epoch = int(event["id"]), int(event["epoch"])
+            bs.sync_state_set, bs.sync_state_set_epoch = set(event["syncStateSet"]), int(event["syncStateSetEpoch"])
+            if changed and bs.master_broker_id >= 0:
+                log.info("controller: elected broker %d (%s) master of %s, epoch %d", bs.master_broker_id,
+                         bs.master_address, name, bs.master_epoch)
+        elif op == "syncStateSet":
+            bs = self.sets[name]
+            bs.sync_state_set, bs.sync_state_set_epoch = set(event["syncStateSet"]), int(event["syncStateSetEpoch"])
+            log.info("controller: SyncStateSet of %s is now %s (epoch %d)", name, sorted(bs.sync_state_set),
                      bs.sync_state_set_epoch)
+        else:
+            raise ValueError(f"unknown controller event {op!r}")
+        self._save()
+
+    # --- one controller: decide and apply at once (what a Raft quorum does through its log) -----------
+    def _run(self, event: Event | None) -> None:
+        if event is not None:
+            self.apply(event)
+
+    def apply_broker_id(self, cluster: str, name: str, broker_id: int, address: str) -> None:
+        self._run(self.apply_broker_id_event(cluster, name, broker_id, address))
+
+    def register_broker(self, cluster: str, name: str, broker_id: int, address: str) -> BrokerSet:
+        self._run(self.register_event(cluster, name, broker_id, address))
+        return self.sets[name]
+
+    def elect_master(self, name: str, alive: Liveness, unclean: bool = False,
+                     designated: int | None = None) -> BrokerSet:
+        self._run(self.elect_event(name, alive, unclean, designated))
+        bs = self.sets[name]
+        if bs.master_broker_id < 0:
+            raise no_master(bs)
         return bs
+
+    def alter_sync_state_set(self, name: str, master_id: int, master_epoch: int, new_set: set[int],
+                             set_epoch: int) -> BrokerSet:
+        self._run(self.alter_event(name, master_id, master_epoch, new_set, set_epoch))
+        return self.sets[name]
+
+
+def no_master(bs: BrokerSet) -> ControllerError:
+    return ControllerError(ResponseCode.CONTROLLER_MASTER_NOT_AVAILABLE,
+                           f"no replica of {bs.broker_name} can become master (SyncStateSet {sorted(bs.sync_state_set)})")

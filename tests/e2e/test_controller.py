@@ -125,9 +125,9 @@ def test_standalone_mqcontroller_elects_a_single_broker_and_mqadmin_shows_it(tmp
     ns_port, ctl_port = free_port(), free_port()
     ns, ctl = f"127.0.0.1:{ns_port}", f"127.0.0.1:{ctl_port}"
     bad = subprocess.run([command("mqcontroller"), "--listenPort", "0", "--controllerDLegerPeers",
-                          "n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3"], capture_output=True, text=True,
-                         timeout=30, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    assert bad.returncode == 1 and "names 3 controllers" in bad.stderr, bad
+                          "n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3", "--controllerDLegerSelfId", "n5"],
+                         capture_output=True, text=True, timeout=30, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 1 and "controllerDLegerSelfId 'n5' is not one of" in bad.stderr, bad
     (tmp_path / "c").mkdir()
     with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NAMESRV_BOOT, timeout=60), \
             server([command("mqcontroller"), "--listenPort", str(ctl_port), "--controllerStorePath",
@@ -144,3 +144,51 @@ def test_standalone_mqcontroller_elects_a_single_broker_and_mqadmin_shows_it(tmp
             route = json.loads(mqadmin("topicRoute", "-n", ns, "-t", "TopicCtl").stdout)
             addrs = route["brokerDatas"][0]["brokerAddrs"]  # the master registers as brokerId 0
             assert list(addrs) == ["0"], route
+
+
+def test_quorum_of_three_controllers_survives_its_leader_and_still_fails_over(tmp_path: Path) -> None:
+    ns_port = free_port()
+    ns = f"127.0.0.1:{ns_port}"
+    raft = [free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
+    peers = ";".join(f"n{i}-127.0.0.1:{p}" for i, p in enumerate(raft))
+    addrs = ";".join(f"127.0.0.1:{p}" for p in ports)
+    ctls: list[ServerProcess] = []
+    brokers: list[ServerProcess] = []
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NAMESRV_BOOT, timeout=60):
+        try:
+            for i in range(3):
+                home = tmp_path / f"c{i}"
+                home.mkdir()
+                ctls.append(ServerProcess([command("mqcontroller"), "--listenPort", str(ports[i]),
+                                           "--controllerDLegerPeers", peers, "--controllerDLegerSelfId", f"n{i}",
+                                           "--controllerStorePath", str(home / "store"),
+                                           "--scanNotActiveBrokerInterval", "1000"], home))
+            for c in ctls:
+                c.wait_for("The ControllerManager boot success", 60)
+
+            def leader() -> int | None:
+                out = mqadmin("getControllerMetaData", "-a", f"127.0.0.1:{ports[0]}", ok=False).stdout
+                for line in out.splitlines():
+                    if line.startswith("ControllerLeaderAddress\t"):
+                        addr = line.split("\t", 1)[1]
+                        return next((i for i, p in enumerate(raft) if addr.endswith(f":{p}")), None)
+                return None
+
+            first = poll_until(lambda: (i := leader()) is not None and (i,), timeout=30,
+                               what="a controller leader")[0]
+            a_home, b_home = tmp_path / "a", tmp_path / "b"
+            brokers.append(ServerProcess(_broker(a_home, ns, addrs), a_home))
+            poll_until(lambda: "is now the MASTER" in broker_log(a_home), timeout=30, what="broker a master")
+            brokers.append(ServerProcess(_broker(b_home, ns, addrs), b_home))
+            poll_until(lambda: "SyncStateSet of broker-a is now [1, 2]" in broker_log(a_home), timeout=30,
+                       what="b in the SyncStateSet")
+            ctls[first].kill()  # the leading controller and the master go together
+            brokers[0].kill()
+            poll_until(lambda: "is now the MASTER" in broker_log(b_home), timeout=60,
+                       what="b elected by the new controller leader")
+            mqadmin("updateTopic", "-n", ns, "-c", "DefaultCluster", "-t", "TopicQuorum")
+            assert "SEND_OK" in mqadmin("sendMessage", "-n", ns, "-t", "TopicQuorum", "-p", "after").stdout
+        finally:
+            for p in brokers + ctls:
+                p.kill()
