@@ -240,6 +240,13 @@ class BrokerController:
             if switch is not None:
                 switch(on)
 
+    async def reload_services(self) -> None:
+        """After the commitlog was cut back: the timer and transaction services read their queues again."""
+        for svc in (self.timer_service, self.transaction_service):
+            reload = getattr(svc, "reload", None)
+            if reload is not None:
+                await reload()
+
     def on_register_result(self, ha_server_addr: str, master_addr: str) -> None:
         """The NameServer's answer to a slave's registration names its master (and the master's HA port)."""
         if self.replicas_manager is not None:

@@ -260,6 +260,7 @@ class ReplicasManager:
                       master_addr, mine, theirs, point)
         if 0 <= point < my_max:
             store.truncate_replica(point)
+            await self.broker.reload_services()
         self.epochs.replace(theirs)
         return str((resp.ext_fields or {}).get("haServerAddr") or "")
 

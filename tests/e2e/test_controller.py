@@ -10,12 +10,18 @@ master, restarted, rejoins as a slave of the new one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from backends.model import MessageConst
+from backends.remoting.codes import ResponseCode
+from backends.store.record import decode_records
+from backends.tools.admin_client import AdminClient
 from tests.e2e.proxy_stack import BROKER_BOOT, NAMESRV_BOOT, PROXY_BOOT, parse_result
 from tests.harness import (
     REPO,
@@ -45,6 +51,24 @@ def _broker(home: Path, ns: str, controller: str = "") -> list[str]:
         f"storePathRootDir={home / 'store'}\nbrokerIP1=127.0.0.1\nbrokerHeartbeatInterval=500\n"
         "controllerHeartBeatTimeoutMills=3000\nsyncBrokerMetadataPeriod=1000\nhaSendHeartbeatInterval=1000\n")
     return [command("mqbroker"), "-n", ns, "-c", str(conf)]
+
+
+async def _send_delayed(ns: str, addr: str, topic: str, deliver_ms: int) -> None:
+    admin = AdminClient(ns)
+    try:
+        await admin.send_message(addr, "broker-a", topic, 0, b"late",
+                                 {MessageConst.TIMER_DELIVER_MS: str(deliver_ms)})
+    finally:
+        await admin.close()
+
+
+async def _bodies(ns: str, addr: str, topic: str) -> list[str]:
+    admin = AdminClient(ns)
+    try:
+        resp = await admin.pull(addr, "GroupCtl", topic, 0, 0, 32)
+        return [m.body.decode() for m in decode_records(resp.body)] if resp.code == ResponseCode.SUCCESS else []
+    finally:
+        await admin.close()
 
 
 def _knows(home: Path, table: str, key: str, name: str) -> bool:
@@ -144,6 +168,11 @@ def test_standalone_mqcontroller_elects_a_single_broker_and_mqadmin_shows_it(tmp
             route = json.loads(mqadmin("topicRoute", "-n", ns, "-t", "TopicCtl").stdout)
             addrs = route["brokerDatas"][0]["brokerAddrs"]  # the master registers as brokerId 0
             assert list(addrs) == ["0"], route
+            # the elected master delivers delayed messages (its timer loop started with the role)
+            addr = addrs["0"]
+            asyncio.run(_send_delayed(ns, addr, "TopicCtl", int(time.time() * 1000) + 1500))
+            poll_until(lambda: "late" in asyncio.run(_bodies(ns, addr, "TopicCtl")), timeout=20,
+                       what="the delayed message delivered")
 
 
 def test_quorum_of_three_controllers_survives_its_leader_and_still_fails_over(tmp_path: Path) -> None:

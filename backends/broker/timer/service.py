@@ -377,6 +377,18 @@ class TimerMessageService:
         if run_loop:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="timer-service")
 
+    async def reload(self) -> None:
+        """The commitlog was cut back (a deposed master rejoining as a slave): read the timer queue
+        again from the progress, forgetting what was read past the cut."""
+        end = self.store.get_max_offset_in_queue(TIMER_TOPIC, TIMER_QUEUE_ID)
+        p = self.progress
+        p.offset = max(min(p.offset, end), self.store.get_min_offset_in_queue(TIMER_TOPIC, TIMER_QUEUE_ID), 0)
+        p.done = {o for o in p.done if p.offset <= o < end}
+        p.dirty = True
+        self._heap, self._cancelled = [], {}
+        self._scan_offset = p.offset
+        await self._scan()
+
     def set_running(self, on: bool) -> None:
         """Deliver due messages (a master) or not (a slave: its log is its master's copy)."""
         if on and self._task is None and self._started:

@@ -184,6 +184,19 @@ class TransactionalMessageService:
             self._stop = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="transaction-check")
 
+    async def reload(self) -> None:
+        """The commitlog was cut back (a deposed master rejoining as a slave): read the half and op queues
+        again, forgetting what was read past the cut."""
+        end = self.store.get_max_offset_in_queue(TRANS_HALF_TOPIC, HALF_QUEUE_ID)
+        self.half_offset = max(min(self.half_offset, end),
+                               self.store.get_min_offset_in_queue(TRANS_HALF_TOPIC, HALF_QUEUE_ID))
+        self._half_scan = self.half_offset
+        self._op_scan = self.store.get_min_offset_in_queue(TRANS_OP_HALF_TOPIC, OP_QUEUE_ID)
+        self.pending, self._by_uniq, self.resolved, self._resolving = {}, {}, {}, set()
+        await self._scan_ops()
+        await self._scan_halves()
+        self._advance()
+
     def set_running(self, on: bool) -> None:
         """Check orphaned half messages (a master) or not (a slave)."""
         if on and self._task is None and self._started:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,3 +99,27 @@ def test_slave_needs_a_broker_id(tmp_path: Path) -> None:
     cfg = BrokerConfig()
     cfg.apply({"brokerRole": "SYNC_MASTER", "brokerId": "3"})
     assert cfg.broker_id == 0
+
+
+async def test_services_forget_what_a_truncation_cut(tmp_path: Path) -> None:
+    b = BrokerController(_config(tmp_path / "b", "ASYNC_MASTER"))
+    await b.start()
+    try:
+        timer, tx = b.timer_service, b.transaction_service
+        far = str(int(time.time() * 1000) + 3_600_000)
+        r = await b.put_messages([Message("TopicR", b"kept", {"UNIQ_KEY": "K", "TIMER_DELIVER_MS": far})])
+        assert r.ok
+        cut = b.message_store.get_max_phy_offset()
+        r = await b.put_messages([Message("TopicR", b"cut", {"UNIQ_KEY": "C", "TIMER_DELIVER_MS": far}),
+                                  Message("TopicR", b"half", {"UNIQ_KEY": "H", "TRAN_MSG": "true",
+                                                              "PGROUP": "PG"})])
+        assert r.ok
+        await timer.run_once()
+        await tx._scan_halves()
+        assert len(timer._heap) == 2 and len(tx.pending) == 1
+        b.set_services_running(False)
+        b.message_store.truncate_replica(cut)  # what a deposed master does before following the new one
+        await b.reload_services()
+        assert [e[1] for e in timer._heap] == [0] and tx.pending == {}
+    finally:
+        await b.shutdown()
