@@ -241,8 +241,8 @@ class BrokerController:
                 switch(on)
 
     async def reload_services(self) -> None:
-        """After the commitlog was cut back: the timer and transaction services read their queues again."""
-        for svc in (self.timer_service, self.transaction_service):
+        """After the commitlog was cut back: the timer, transaction and POP services forget what was cut."""
+        for svc in (self.timer_service, self.transaction_service, self.pop_service):
             reload = getattr(svc, "reload", None)
             if reload is not None:
                 await reload()

@@ -265,6 +265,17 @@ class PopMessageService:
             await self.snapshot()
         await self.state_log.close()
 
+    async def reload(self) -> None:
+        """The commitlog was cut back (a deposed master rejoining as a slave): nothing past the new end of a
+        queue stays handed out or counted as handed out (the new master's messages will take those offsets)."""
+        store = self.broker.message_store
+        for qs in self.states.values():
+            end = max(store.get_max_offset_in_queue(qs.topic, qs.queue_id), 0)
+            qs.next_offset = min(qs.next_offset, end)
+            for off in [o for o in (*qs.inflight, *qs.pending) if o >= end]:
+                qs.remove(off)
+        await self.snapshot()
+
     def _ensure_revive_topic(self) -> None:
         tcm = self.broker.topic_config_manager
         if tcm.select_topic_config(self.revive_topic) is None:

@@ -11,6 +11,7 @@ import pytest
 
 from backends.broker.broker_config import BrokerConfig, ConfigError
 from backends.broker.controller import BrokerController
+from backends.broker.pop.service import InFlight, QueueState
 from backends.model import Message, PutMessageStatus, TopicConfig
 from backends.store.ha import encode_report
 
@@ -117,9 +118,15 @@ async def test_services_forget_what_a_truncation_cut(tmp_path: Path) -> None:
         await timer.run_once()
         await tx._scan_halves()
         assert len(timer._heap) == 2 and len(tx.pending) == 1
+        pop = b.pop_service
+        qs = QueueState("G", "TopicP", 0, 5)  # a consumer had been handed offsets up to 4 here
+        qs.put_inflight(4, InFlight(1, 60_000, 1, 0), True)
+        pop.states[qs.key] = qs
+        await b.put_messages([Message("TopicP", b"p", {"UNIQ_KEY": "P"}, queue_id=0)])
         b.set_services_running(False)
         b.message_store.truncate_replica(cut)  # what a deposed master does before following the new one
         await b.reload_services()
         assert [e[1] for e in timer._heap] == [0] and tx.pending == {}
+        assert qs.next_offset == 0 and not qs.inflight
     finally:
         await b.shutdown()
