@@ -50,6 +50,7 @@ class ReplicasManager:
         self.role = ""  # "MASTER" | "SLAVE" once the controller said
         self._tasks: list[asyncio.Task[None]] = []
         self._change = asyncio.Lock()
+        self._poke = asyncio.Event()  # a role change was announced: poll the controller at once
         self._identity_path = os.path.join(c.store_path_root_dir, "config", "brokerIdentity.json")
 
     # --- controller calls --------------------------------------------------------------------------
@@ -134,6 +135,8 @@ class ReplicasManager:
                 await self._apply(resp)
             except RemotingError as e:
                 log.warning("controller mode: %s; retrying", e)
+            except Exception:
+                log.exception("controller mode: taking the role the controller decided failed; retrying")
             if not self.role:
                 await asyncio.sleep(1.0)
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(c.broker_heartbeat_interval / 1000)))
@@ -151,38 +154,43 @@ class ReplicasManager:
 
     async def _metadata_loop(self, every: float) -> None:
         while True:
-            await asyncio.sleep(every)
+            try:
+                async with asyncio.timeout(every):
+                    await self._poke.wait()
+            except TimeoutError:
+                pass
+            self._poke.clear()
             try:
                 resp = await self._call(RequestCode.CONTROLLER_GET_REPLICA_INFO, self._names())
                 await self._apply(resp)
-            except RemotingError as e:
-                log.info("controller mode: replica info not fetched: %s", e)
+            except (RemotingError, ValueError) as e:
+                log.info("controller mode: replica info not taken: %s", e)
             except Exception:
                 log.exception("controller mode: applying the replica info failed")
 
     async def _on_notify(self, request: RemotingCommand, conn: Any) -> RemotingCommand:
-        try:
-            await self._apply(request)
-        except Exception as e:  # noqa: BLE001
-            log.exception("controller mode: role change failed")
-            return request.response(ResponseCode.SYSTEM_ERROR, f"{type(e).__name__}: {e}")
+        """NOTIFY_BROKER_ROLE_CHANGED: ask the controller now (the notification itself is only a hint,
+        so a forged or garbled one cannot set a role or an epoch)."""
+        self._poke.set()
         return request.response()
 
     # --- roles -------------------------------------------------------------------------------------
     async def _apply(self, cmd: RemotingCommand) -> None:
         """Take the controller's view (a reply or a notification): master id, address, epoch, SyncStateSet."""
         ext = cmd.ext_fields or {}
-        master_id = int(ext.get("masterBrokerId", -1))
-        epoch = int(ext.get("masterEpoch", 0))
         try:
+            master_id = int(ext.get("masterBrokerId", -1))
+            epoch = int(ext.get("masterEpoch", 0))
             body = json_body.loads(cmd.body) if cmd.body else {}
-        except ValueError:
-            body = {}
+            members = {int(i) for i in body.get("syncStateSet") or []}
+            set_epoch = int(body.get("syncStateSetEpoch", 0))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"bad replica info from the controller: {e}") from None
         async with self._change:
             if epoch < self.master_epoch:
                 return  # a stale answer
-            self.sync_state_set = {int(i) for i in body.get("syncStateSet") or []}
-            self.sync_state_set_epoch = int(body.get("syncStateSetEpoch", self.sync_state_set_epoch))
+            if set_epoch >= self.sync_state_set_epoch:  # (an answer older than our own ALTER is not taken)
+                self.sync_state_set, self.sync_state_set_epoch = members, set_epoch
             if master_id < 0:
                 return  # no master now: keep serving reads as we are
             address = str(ext.get("masterAddress", ""))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +14,11 @@ import pytest
 from backends.broker.broker_config import BrokerConfig, ConfigError
 from backends.broker.controller import BrokerController
 from backends.broker.pop.service import InFlight, QueueState
+from backends.controller.manager import ControllerConfig, ControllerManager
 from backends.model import Message, PutMessageStatus, TopicConfig
+from backends.remoting.client import RemotingClient
+from backends.remoting.codes import RequestCode
+from backends.remoting.command import RemotingCommand
 from backends.store.ha import encode_report
 
 
@@ -130,3 +136,33 @@ async def test_services_forget_what_a_truncation_cut(tmp_path: Path) -> None:
         assert qs.next_offset == 0 and not qs.inflight
     finally:
         await b.shutdown()
+
+
+async def test_controller_mode_broker_takes_roles_from_the_controller_not_from_notifications(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    ctl = ControllerManager(ControllerConfig(listenPort=0, controllerStorePath=str(tmp_path / "ctl")))
+    await ctl.start()
+    b = BrokerController(_config(tmp_path / "b", "ASYNC_MASTER", enable_controller_mode=True,
+                                 controller_addr=f"127.0.0.1:{ctl.port}"))
+    await b.start()
+    client = RemotingClient()
+    try:
+        assert b.replicas_manager is not None
+        await _until(lambda: b.replicas_manager is not None and b.replicas_manager.role == "MASTER")
+        caplog.set_level(logging.ERROR)
+        rnd = random.Random(7)
+        values = ["1", "-1", "x", "", "99999999999999999999", "127.0.0.1:1"]
+        for code in (RequestCode.NOTIFY_BROKER_ROLE_CHANGED, RequestCode.GET_BROKER_EPOCH_CACHE):
+            for _ in range(40):
+                ext = {k: rnd.choice(values) for k in ("masterBrokerId", "masterEpoch", "masterAddress",
+                                                       "syncStateSetEpoch") if rnd.random() < 0.7}
+                body = rnd.choice([b"", b"[]", b"{}", b'{"syncStateSet":"x"}', b'{"syncStateSet":[1]}', b"\xff"])
+                resp = await client.invoke(b.broker_addr, RemotingCommand.request(code, ext, body), 10)
+                assert resp.is_response
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert b.replicas_manager.role == "MASTER" and not b.config.is_slave
+        assert b.replicas_manager.master_epoch == 1  # a garbled epoch in a notification was not taken
+    finally:
+        await client.close()
+        await b.shutdown()
+        await ctl.shutdown()
