@@ -26,7 +26,7 @@ from backends.remoting.errors import RemotingError
 from backends.store.config_file import atomic_write_json, read_json
 from backends.store.epoch_cache import EpochFileCache, consistent_point
 from backends.store.ha import HAClient
-from backends.tasks import cancel_and_wait
+from backends.tasks import cancel_and_wait, wait_set_or
 
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
@@ -154,12 +154,7 @@ class ReplicasManager:
 
     async def _metadata_loop(self, every: float) -> None:
         while True:
-            try:
-                async with asyncio.timeout(every):
-                    await self._poke.wait()
-            except TimeoutError:
-                pass
-            self._poke.clear()
+            await wait_set_or(self._poke, every)
             try:
                 resp = await self._call(RequestCode.CONTROLLER_GET_REPLICA_INFO, self._names())
                 await self._apply(resp)

@@ -13,7 +13,7 @@ from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
 from backends.remoting.errors import RemotingError
-from backends.tasks import cancel_and_wait
+from backends.tasks import cancel_and_wait, wait_set_or
 
 if TYPE_CHECKING:
     from backends.broker.controller import BrokerController
@@ -46,12 +46,7 @@ class SlaveSynchronize:
 
     async def _loop(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(SYNC_INTERVAL):
-                    await self._kick.wait()
-            except TimeoutError:
-                pass
-            self._kick.clear()
+            await wait_set_or(self._kick, SYNC_INTERVAL)
             try:
                 await self.sync_all()
             except Exception:
