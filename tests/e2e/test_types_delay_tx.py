@@ -214,7 +214,8 @@ def test_orphan_recovery_duration_is_respected(st: TypesStack, drv: SdkDriver) -
 def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     # a pending timer, an unresolved half message, a committed and a rolled back transaction, an
     # in-flight FIFO message
-    delayed = _send_delayed(drv, "d-restart", 9000)
+    # (due well after the restart: the steps before it take 4-6 s here, the two boots 1-3 s more)
+    delayed = _send_delayed(drv, "d-restart", 15000)
     overdue = _send_delayed(drv, "d-overdue", 2000)  # falls due while the brokers are down
     drv.ok("send", producer="p", topic="TypesTx", body="tx-commit-r", tx="commit")
     drv.ok("send", producer="p", topic="TypesTx", body="tx-rollback-r", tx="rollback")
@@ -239,7 +240,9 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
         drv.ok("producer", name="p2", topics=["TypesTx"], checker={"tx-restart": "COMMIT"})
 
     first = drv.receive_until("cd", 1, timeout=40, tolerate=RECONNECTING)
-    assert [m["body"] for m in first] == ["d-overdue"], (first, st.logs())
+    assert [m["body"] for m in first] == ["d-overdue"], (
+        [(m["body"], m["recv_ms"]) for m in first], {"restarted": restarted, "overdue due": overdue["due"],
+                                                     "delayed due": delayed["due"]}, st.logs())
     # at once after recovery (the bound leaves room for the SDK's channel reconnect backoff)
     assert first[0]["recv_ms"] - restarted <= 6000, "the overdue timer did not fire at once after recovery"
     got = drv.receive_until("cd", 1, timeout=40, tolerate=RECONNECTING)
