@@ -178,17 +178,21 @@ async def test_ha_service_drops_a_bad_peer_and_keeps_serving(make_store: StoreFa
 
 async def test_a_deposed_master_cuts_what_it_wrote_alone_and_follows(make_store: StoreFactory, tmp_path: Any) -> None:
     a = await make_store(str(tmp_path / "a"))
-    b = await make_store(str(tmp_path / "b"))
+    b = await make_store(str(tmp_path / "b"), power_loss_test_mode=True)
     await fill(a, 30)
     pump(a, b, 4096)
     common = a.get_max_phy_offset()
     await fill(b, 10, seed=5)  # b took writes of its own (it was master; a was elected meanwhile)
     assert b.get_max_phy_offset() > common
+    await b.flush_now()  # a checkpoint past the cut; then the cut, then (below) a crash
     b.truncate_replica(common)
     assert b.get_max_phy_offset() == common
     assert [b.get_max_offset_in_queue("TopicA", q) for q in range(3)] == \
         [a.get_max_offset_in_queue("TopicA", q) for q in range(3)]
     assert queue_bodies(b, "TopicA", 3) == queue_bodies(a, "TopicA", 3)
+    b.simulate_power_loss()  # a crash right after the cut: recovery must not start past the new end
+    b = await make_store(str(tmp_path / "b"))
+    assert b.recovered_unclean and b.get_max_phy_offset() == common
     await fill(a, 10, seed=6)
     pump(a, b, 4096)
     assert queue_bodies(b, "TopicA", 3) == queue_bodies(a, "TopicA", 3)
