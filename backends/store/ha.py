@@ -7,7 +7,9 @@ The wire is RocketMQ's, over its own TCP port (``haListenPort``, default listenP
 - the master sends transfers of a 12-byte header (int64 physical offset, int32 size) and that many
   commitlog bytes, starting where the slave's first report says (a slave with an empty store gets the
   master's log from its first file); a transfer of 0 bytes is the master's heartbeat.
-The codec below is pure; the I/O lives in the classes under it.
+In controller mode a slave first sends a 12-byte hello ("RMQH", int64 broker id) so the master can tell
+which replicas of its SyncStateSet hold a write (this project's; RocketMQ's AutoSwitchHAService has its
+own handshake). The codec below is pure; the I/O lives in the classes under it.
 """
 
 from __future__ import annotations
