@@ -100,6 +100,7 @@ class ControllerManager:
         self.live: dict[tuple[str, int], BrokerLiveInfo] = {}  # (broker name, id)
         self.client = RemotingClient()
         self._scan: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._started_at = 0.0
 
     @property
@@ -131,7 +132,7 @@ class ControllerManager:
         log.info("controller: %d broker sets loaded from %s", len(self.replicas.sets), self.replicas.path)
 
     async def shutdown(self) -> None:
-        await cancel_and_wait(self._scan)
+        await cancel_and_wait(self._scan, *self._sending)
         if self.raft is not None:
             await self.raft.shutdown()
         await self.client.close()
@@ -206,7 +207,9 @@ class ControllerManager:
                 continue
             req = RemotingCommand.request(RequestCode.NOTIFY_BROKER_ROLE_CHANGED, _replica_header(bs),
                                           _sync_state_body(bs))
-            asyncio.get_running_loop().create_task(self._send_quietly(addr, req))
+            task = asyncio.get_running_loop().create_task(self._send_quietly(addr, req))
+            self._sending.add(task)  # (the loop keeps only weak references to tasks)
+            task.add_done_callback(self._sending.discard)
 
     async def _send_quietly(self, addr: str, req: RemotingCommand) -> None:
         try:
