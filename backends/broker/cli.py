@@ -31,7 +31,13 @@ def boot_line(config: BrokerConfig, broker_addr: str) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="mqbroker", description="Start a RocketMQ broker.")
+    parser = argparse.ArgumentParser(
+        prog="mqbroker", description="Start a RocketMQ broker.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Roles (broker.conf): brokerRole=ASYNC_MASTER | SYNC_MASTER | SLAVE (brokerId > 0); a master\n"
+               "serves its slaves on haListenPort (default listenPort + 1). Automatic failover: enableControllerMode=true\n"
+               "and controllerAddr=host:port[;host:port] (mqcontroller, or mqnamesrv with enableControllerInNamesrv=true).\n"
+               "Examples: conf/2m-2s-sync/, conf/2m-2s-async/, conf/controller/.")
     parser.add_argument("-n", "--namesrvAddr", help='Name server address list, e.g. "192.168.0.1:9876;192.168.0.2:9876"')
     parser.add_argument("-c", "--configFile", help="Broker config properties file")
     parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")
