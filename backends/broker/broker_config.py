@@ -94,7 +94,6 @@ class BrokerConfig:
     broker_heartbeat_interval: int = 1000  # ms between heartbeats to the controller
     controller_heart_beat_timeout_mills: int = 10000  # the controller deems a silent broker gone after this
     sync_broker_metadata_period: int = 5000  # ms between GET_REPLICA_INFO polls (role changes also pushed)
-    check_sync_state_set_period: int = 5000  # ms between a master's SyncStateSet checks
     all_ack_in_sync_state_set: bool = False  # a write waits for every replica of the SyncStateSet
     ha_max_time_slave_not_catchup: int = 15000  # ms a slave may lag before it leaves the SyncStateSet
     namesrv_addr: str = ""

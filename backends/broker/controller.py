@@ -208,14 +208,20 @@ class BrokerController:
     async def _start_ha(self) -> None:
         """A master listens for slaves on haListenPort (default listenPort + 1); a slave connects to the
         master the NameServer names in its register answer."""
-        c = self.config
-        if c.is_slave:
-            self.ha_client = HAClient(self.message_store, heartbeat_interval=c.ha_send_heartbeat_interval / 1000,
-                                      housekeeping_interval=c.ha_housekeeping_interval / 1000)
-            self.ha_client.start()
+        if self.config.is_slave:
+            self.start_ha_client()
             self.slave_synchronize.start()
             return
         await self.start_ha_service()
+
+    def start_ha_client(self, broker_id: int = -1) -> HAClient:
+        """The slave's HA client (started once; ``broker_id``: controller mode names it to the master)."""
+        if self.ha_client is None:
+            c = self.config
+            self.ha_client = HAClient(self.message_store, heartbeat_interval=c.ha_send_heartbeat_interval / 1000,
+                                      housekeeping_interval=c.ha_housekeeping_interval / 1000, broker_id=broker_id)
+            self.ha_client.start()
+        return self.ha_client
 
     async def start_ha_service(self) -> None:
         c = self.config

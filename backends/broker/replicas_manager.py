@@ -24,8 +24,7 @@ from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
 from backends.remoting.errors import RemotingError
 from backends.store.config_file import atomic_write_json, read_json
-from backends.store.epoch_cache import EpochFileCache, consistent_point
-from backends.store.ha import HAClient
+from backends.store.epoch_cache import EpochFileCache, consistent_point, epoch_spans
 from backends.tasks import cancel_and_wait, wait_set_or
 
 if TYPE_CHECKING:
@@ -83,21 +82,16 @@ class ReplicasManager:
         if isinstance(data, dict) and int(data.get("brokerId", -1)) > 0:
             self.broker_id = int(data["brokerId"])
             return
-        while True:
-            resp = await self._call(RequestCode.CONTROLLER_GET_NEXT_BROKER_ID, self._names())
-            nxt = int((resp.ext_fields or {}).get("nextBrokerId", -1))
-            check = f"{self.broker.broker_addr};{int(time.time() * 1000)}"
-            try:
-                await self._call(RequestCode.CONTROLLER_APPLY_BROKER_ID,
-                                 {**self._names(), "appliedBrokerId": str(nxt), "registerCheckCode": check})
-            except RemotingError as e:  # another broker took the id meanwhile: ask again
-                log.info("controller mode: broker id %d not applied: %s", nxt, e)
-                continue
-            self.broker_id = nxt
-            os.makedirs(os.path.dirname(self._identity_path), exist_ok=True)
-            atomic_write_json(self._identity_path, {**self._names(), "brokerId": nxt})
-            log.info("controller mode: this broker is id %d of %s", nxt, self.broker.config.broker_name)
-            return
+        # (a refused id -- another broker applied it meanwhile -- raises: _run asks again a second later)
+        resp = await self._call(RequestCode.CONTROLLER_GET_NEXT_BROKER_ID, self._names())
+        nxt = int((resp.ext_fields or {}).get("nextBrokerId", -1))
+        check = f"{self.broker.broker_addr};{int(time.time() * 1000)}"
+        await self._call(RequestCode.CONTROLLER_APPLY_BROKER_ID,
+                         {**self._names(), "appliedBrokerId": str(nxt), "registerCheckCode": check})
+        self.broker_id = nxt
+        os.makedirs(os.path.dirname(self._identity_path), exist_ok=True)
+        atomic_write_json(self._identity_path, {**self._names(), "brokerId": nxt})
+        log.info("controller mode: this broker is id %d of %s", nxt, self.broker.config.broker_name)
 
     async def _heartbeat_once(self) -> None:
         c = self.broker.config
@@ -234,12 +228,7 @@ class ReplicasManager:
         b.config.broker_id = self.broker_id
         b.set_services_running(False)
         ha_addr = await self._truncate_to_master(master_addr)
-        if b.ha_client is None:
-            b.ha_client = HAClient(b.message_store, heartbeat_interval=b.config.ha_send_heartbeat_interval / 1000,
-                                   housekeeping_interval=b.config.ha_housekeeping_interval / 1000,
-                                   broker_id=self.broker_id)
-            b.ha_client.start()
-        b.ha_client.update_master(ha_addr)
+        b.start_ha_client(self.broker_id).update_master(ha_addr)
         b.slave_synchronize.set_master_addr(master_addr)
         b.slave_synchronize.start()
         self.role = "SLAVE"
@@ -269,10 +258,8 @@ class ReplicasManager:
 
     async def _epoch_cache(self, request: RemotingCommand, conn: Any) -> RemotingCommand:
         b = self.broker
-        entries = self.epochs.entries
         mx = b.message_store.get_max_phy_offset()
-        lst = [{"epoch": e, "startOffset": s, "endOffset": entries[i + 1][1] if i + 1 < len(entries) else mx}
-               for i, (e, s) in enumerate(entries)]
+        lst = [{"epoch": e, "startOffset": s, "endOffset": end} for e, s, end in epoch_spans(self.epochs.entries, mx)]
         return request.response(ext_fields={"haServerAddr": b.config.ha_server_addr},
                                 body=json_body.dumps({**self._names(), "brokerId": self.broker_id,
                                                       "epochList": lst, "maxOffset": mx}))

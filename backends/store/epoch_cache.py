@@ -12,12 +12,15 @@ from backends.store.config_file import atomic_write_json, read_json
 EpochEntry = tuple[int, int]  # (epoch, start offset)
 
 
+def epoch_spans(entries: list[EpochEntry], end: int) -> list[tuple[int, int, int]]:
+    """(epoch, start, end) of each epoch of a log ending at ``end``: an epoch ends where the next starts."""
+    return [(e, s, entries[i + 1][1] if i + 1 < len(entries) else end) for i, (e, s) in enumerate(entries)]
+
+
 def consistent_point(mine: list[EpochEntry], my_max: int, theirs: list[EpochEntry], their_max: int) -> int:
     """The offset up to which two logs with these epochs are the same; -1 when they share no epoch."""
-    def spans(entries: list[EpochEntry], end: int) -> dict[int, tuple[int, int]]:
-        return {e: (s, entries[i + 1][1] if i + 1 < len(entries) else end) for i, (e, s) in enumerate(entries)}
-
-    a, b = spans(mine, my_max), spans(theirs, their_max)
+    a = {e: (s, end) for e, s, end in epoch_spans(mine, my_max)}
+    b = {e: (s, end) for e, s, end in epoch_spans(theirs, their_max)}
     for epoch in sorted(a, reverse=True):
         if epoch in b and a[epoch][0] == b[epoch][0]:
             return min(a[epoch][1], b[epoch][1])
