@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -72,17 +73,28 @@ async def _pull_ids(namesrv: str, addr: str, topic: str, group: str) -> set[str]
     return ids
 
 
+class Pair(NamedTuple):
+    ns_port: int
+    ns: str  # NameServer address
+    master: ServerProcess
+    master_addr: str
+    slave_addr: str
+
+
 @contextmanager
-def _pair(tmp_path: Path, ns: str, mode: str) -> Iterator[tuple[ServerProcess, str, str]]:
-    """broker-a and broker-a-s of conf/``mode``/, the slave connected; yields (master, master addr, slave addr)."""
-    mport, sport = free_port(), free_port()
+def _pair(tmp_path: Path, mode: str, topic: str) -> Iterator[Pair]:
+    """A NameServer, broker-a and broker-a-s of conf/``mode``/ (the slave connected) and ``topic``."""
+    ns_port, mport, sport = free_port(), free_port(), free_port()
+    ns = f"127.0.0.1:{ns_port}"
     mconf = _conf(tmp_path / "m", f"{mode}/broker-a.properties", mport, free_port())
     sconf = _conf(tmp_path / "s", f"{mode}/broker-a-s.properties", sport, free_port())
-    with server([command("mqbroker"), "-n", ns, "-c", str(mconf)], tmp_path / "m", BROKER_BOOT, timeout=60) as m, \
+    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NAMESRV_BOOT, timeout=60), \
+            server([command("mqbroker"), "-n", ns, "-c", str(mconf)], tmp_path / "m", BROKER_BOOT, timeout=60) as m, \
             server([command("mqbroker"), "-n", ns, "-c", str(sconf)], tmp_path / "s", BROKER_BOOT, timeout=60):
         poll_until(lambda: "HAClient: connected to master" in broker_log(tmp_path / "s"), timeout=30,
                    what="the slave's HA connection")
-        yield m, f"127.0.0.1:{mport}", f"127.0.0.1:{sport}"
+        mqadmin("updateTopic", "-n", ns, "-c", "DefaultCluster", "-t", topic, "-r", str(QUEUES), "-w", str(QUEUES))
+        yield Pair(ns_port, ns, m, f"127.0.0.1:{mport}", f"127.0.0.1:{sport}")
 
 
 def _slave_knows(tmp_path: Path, table: str, name: str) -> bool:
@@ -103,53 +115,43 @@ def _proxy(tmp_path: Path, ns_port: int) -> tuple[list[str], str]:
 
 
 def test_sync_master_acked_messages_survive_master_kill9_on_the_slave(tmp_path: Path) -> None:
-    ns_port = free_port()
-    ns = f"127.0.0.1:{ns_port}"
-    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NAMESRV_BOOT, timeout=60):
-        with _pair(tmp_path, ns, "2m-2s-sync") as (master, maddr, saddr):
-            mqadmin("updateTopic", "-n", ns, "-c", "DefaultCluster", "-t", "TopicHA", "-r", str(QUEUES),
-                    "-w", str(QUEUES))
-            # a slave serves a topic once it has copied the master's topic table (every 10 s, as RocketMQ)
-            poll_until(lambda: _slave_knows(tmp_path, "topics.json", "TopicHA"), timeout=30,
-                       what="TopicHA on the slave")
-            proxy_args, endpoint = _proxy(tmp_path, ns_port)
-            with server(proxy_args, tmp_path, PROXY_BOOT, timeout=60):
-                acked = tmp_path / "acked.txt"
-                producer = subprocess.Popen(
-                    [str(SDK_PYTHON), str(REPO / "tests/sdk/python/crash_send.py"), endpoint, "TopicHA", str(acked)],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                try:
-                    poll_until(lambda: count_lines(acked) >= 300 or producer.poll() is not None, timeout=90,
-                               interval=0.05, what="300 acknowledged sends")
-                    assert producer.poll() is None, producer.communicate()[0][-3000:]
-                    master.kill()  # SIGKILL mid stream: what the proxy acknowledged must be on the slave
-                finally:
-                    producer.kill()
-                    producer.communicate(timeout=30)
-            want = {line.strip() for line in acked.read_text().splitlines() if line.strip()}
-            assert len(want) >= 300
-            got = asyncio.run(_pull_ids(ns, saddr, "TopicHA", "GroupHA"))
-            missing = want - got
-            assert not missing, (len(missing), sorted(missing)[:5], broker_log(tmp_path / "s")[-3000:])
-            assert "connection to master" in broker_log(tmp_path / "s")  # it saw the master go
+    with _pair(tmp_path, "2m-2s-sync", "TopicHA") as (ns_port, ns, master, maddr, saddr):
+        # a slave serves a topic once it has copied the master's topic table (every 10 s, as RocketMQ)
+        poll_until(lambda: _slave_knows(tmp_path, "topics.json", "TopicHA"), timeout=30,
+                   what="TopicHA on the slave")
+        proxy_args, endpoint = _proxy(tmp_path, ns_port)
+        with server(proxy_args, tmp_path, PROXY_BOOT, timeout=60):
+            acked = tmp_path / "acked.txt"
+            producer = subprocess.Popen(
+                [str(SDK_PYTHON), str(REPO / "tests/sdk/python/crash_send.py"), endpoint, "TopicHA", str(acked)],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                poll_until(lambda: count_lines(acked) >= 300 or producer.poll() is not None, timeout=90,
+                           interval=0.05, what="300 acknowledged sends")
+                assert producer.poll() is None, producer.communicate()[0][-3000:]
+                master.kill()  # SIGKILL mid stream: what the proxy acknowledged must be on the slave
+            finally:
+                producer.kill()
+                producer.communicate(timeout=30)
+        want = {line.strip() for line in acked.read_text().splitlines() if line.strip()}
+        assert len(want) >= 300
+        got = asyncio.run(_pull_ids(ns, saddr, "TopicHA", "GroupHA"))
+        missing = want - got
+        assert not missing, (len(missing), sorted(missing)[:5], broker_log(tmp_path / "s")[-3000:])
+        assert "connection to master" in broker_log(tmp_path / "s")  # it saw the master go
 
 
 def test_async_master_slave_catches_up_and_copies_tables(tmp_path: Path) -> None:
-    ns_port = free_port()
-    ns = f"127.0.0.1:{ns_port}"
-    with server([command("mqnamesrv"), "--listenPort", str(ns_port)], tmp_path, NAMESRV_BOOT, timeout=60):
-        with _pair(tmp_path, ns, "2m-2s-async") as (master, maddr, saddr):
-            mqadmin("updateTopic", "-n", ns, "-c", "DefaultCluster", "-t", "TopicAsync", "-r", str(QUEUES),
-                    "-w", str(QUEUES))
-            mqadmin("updateSubGroup", "-n", ns, "-c", "DefaultCluster", "-g", "GroupAsync")
-            for i in range(5):
-                mqadmin("sendMessage", "-n", ns, "-t", "TopicAsync", "-p", f"async-{i}")
-            # the master's tables reach the slave (SlaveSynchronize: at registration, then every 10 s)
-            poll_until(lambda: _slave_knows(tmp_path, "topics.json", "TopicAsync")
-                       and _slave_knows(tmp_path, "subscriptionGroup.json", "GroupAsync"),
-                       timeout=30, what="the master's tables on the slave")
-            on_master = asyncio.run(_pull_ids(ns, maddr, "TopicAsync", "GroupAsync"))
-            assert len(on_master) == 5
-            poll_until(lambda: asyncio.run(_pull_ids(ns, saddr, "TopicAsync", "GroupAsync")) == on_master,
-                       timeout=20, what="the 5 messages on the slave")
-            assert " ERROR " not in broker_log(tmp_path / "s"), broker_log(tmp_path / "s")[-3000:]
+    with _pair(tmp_path, "2m-2s-async", "TopicAsync") as (ns_port, ns, master, maddr, saddr):
+        mqadmin("updateSubGroup", "-n", ns, "-c", "DefaultCluster", "-g", "GroupAsync")
+        for i in range(5):
+            mqadmin("sendMessage", "-n", ns, "-t", "TopicAsync", "-p", f"async-{i}")
+        # the master's tables reach the slave (SlaveSynchronize: at registration, then every 10 s)
+        poll_until(lambda: _slave_knows(tmp_path, "topics.json", "TopicAsync")
+                   and _slave_knows(tmp_path, "subscriptionGroup.json", "GroupAsync"),
+                   timeout=30, what="the master's tables on the slave")
+        on_master = asyncio.run(_pull_ids(ns, maddr, "TopicAsync", "GroupAsync"))
+        assert len(on_master) == 5
+        poll_until(lambda: asyncio.run(_pull_ids(ns, saddr, "TopicAsync", "GroupAsync")) == on_master,
+                   timeout=20, what="the 5 messages on the slave")
+        assert " ERROR " not in broker_log(tmp_path / "s"), broker_log(tmp_path / "s")[-3000:]
