@@ -15,7 +15,7 @@ import sys
 
 from backends.controller.manager import BOOT_LINE, ControllerConfig, ControllerManager
 from backends.logs import setup_logging
-from backends.namesrv.config import read_properties
+from backends.namesrv.config import option_pairs, read_properties
 from backends.tasks import stop_signal
 
 
@@ -34,16 +34,7 @@ def build_config(argv: list[str]) -> tuple[ControllerConfig, bool]:
         except OSError as e:
             parser.error(f"cannot read config file {args.configFile}: {e.strerror or e}")
         items += [(k, v, args.configFile) for k, v in props.items()]
-    i = 0
-    while i < len(rest):
-        opt = rest[i]
-        key, eq, value = opt[2:].partition("=")
-        if not opt.startswith("--") or (not eq and i + 1 >= len(rest)):
-            parser.error(f"unrecognized argument: {opt}")
-        if not eq:
-            value, i = rest[i + 1], i + 1
-        items.append((key, value, "the command line"))
-        i += 1
+    items += [(k, v, "the command line") for k, v in option_pairs(rest, parser.error)]
     for key, value, where in items:
         try:
             if not config.set(key, value):

@@ -15,7 +15,7 @@ import sys
 from backends.controller.manager import BOOT_LINE as CONTROLLER_BOOT_LINE
 from backends.controller.manager import ControllerConfig
 from backends.logs import setup_logging
-from backends.namesrv.config import NamesrvConfig, read_properties
+from backends.namesrv.config import NamesrvConfig, option_pairs, read_properties
 from backends.namesrv.controller import NamesrvController
 from backends.tasks import stop_signal
 
@@ -46,17 +46,7 @@ def build_config(argv: list[str]) -> tuple[NamesrvConfig, ControllerConfig, bool
             except ValueError:
                 parser.error(f"bad value for {key} in {args.configFile}: {value!r}")
         print(f"load config properties file OK, {path}")
-    i = 0
-    while i < len(rest):
-        opt = rest[i]
-        if not opt.startswith("--"):
-            parser.error(f"unrecognized argument: {opt}")
-        key, eq, value = opt[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(rest):
-                parser.error(f"option {opt} needs a value")
-            value = rest[i + 1]
-            i += 1
+    for key, value in option_pairs(rest, parser.error):
         try:
             known = config.set(key, value)
             known = controller.set(key, value) or known
@@ -64,7 +54,6 @@ def build_config(argv: list[str]) -> tuple[NamesrvConfig, ControllerConfig, bool
             parser.error(f"bad value for --{key}: {value!r}")
         if not known:
             parser.error(f"unknown option --{key}")
-        i += 1
     return config, controller, args.printConfigItem
 
 

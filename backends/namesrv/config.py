@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 
 def _home() -> str:
@@ -78,6 +79,25 @@ def resolve_conf_path(path: str) -> Path:
         if alt.exists():
             return alt
     return p
+
+
+def option_pairs(rest: list[str], fail: Callable[[str], NoReturn]) -> list[tuple[str, str]]:
+    """The ``--key VALUE`` / ``--key=VALUE`` pairs left on a command line after its named options;
+    ``fail(message)`` for anything else."""
+    pairs, i = [], 0
+    while i < len(rest):
+        opt = rest[i]
+        if not opt.startswith("--"):
+            fail(f"unrecognized argument: {opt}")
+        key, eq, value = opt[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(rest):
+                fail(f"option {opt} needs a value")
+            value = rest[i + 1]
+            i += 1
+        pairs.append((key, value))
+        i += 1
+    return pairs
 
 
 def read_properties(path: str) -> tuple[Path, dict[str, str]]:
