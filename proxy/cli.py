@@ -52,6 +52,7 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
 
     closers: list[Any] = []
     backend: Any
+    metrics = None
     try:
         if mode == "CLUSTER":
             from backends.cluster import ClusterBackend
@@ -81,7 +82,9 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
             closers.append(broker)
             log.info("The broker[%s, %s] boot success.", bcfg.broker_name, broker.broker_addr)
             backend = LocalBackend(broker)
-        server = ProxyServer(cfg, backend)
+            if broker.metrics.enabled:  # the proxy's metrics go out through the broker's exporter
+                metrics = broker.metrics
+        server = ProxyServer(cfg, backend, metrics=metrics)
         await server.start()
     except Exception as e:
         log.exception("proxy start failed")
@@ -141,11 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.grpc_server_port == 0:
             print("mqproxy: grpcServerProcesses > 1 needs a fixed grpcServerPort", file=sys.stderr)
             return 2
-        for _ in range(cfg.grpc_server_processes - 1):
+        for worker in range(1, cfg.grpc_server_processes):
             pid = os.fork()
             if pid == 0:
                 children.clear()
                 quiet = True
+                # each worker exports its own metrics: node_id <proxyName>-<n>, PROM port + n
+                cfg.proxy_name = f"{cfg.proxy_name}-{worker}"
+                if cfg.metrics_prom_exporter_port:
+                    cfg.metrics_prom_exporter_port += worker
                 break
             children.append(pid)
     try:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from backends.metrics import MetricsConfig
+
 log = logging.getLogger("proxy")
 
 MiB = 1024 * 1024
@@ -59,6 +61,13 @@ _KEYS: dict[str, str] = {
     "tlsCertPath": "tls_cert_path",
     "metricsExporterType": "metrics_exporter_type",
     "metricsPromExporterPort": "metrics_prom_exporter_port",
+    "metricsPromExporterHost": "metrics_prom_exporter_host",
+    "metricsGrpcExporterTarget": "metrics_grpc_exporter_target",
+    "metricsGrpcExporterHeader": "metrics_grpc_exporter_header",
+    "metricGrpcExporterTimeOutInMills": "metric_grpc_exporter_time_out_in_mills",
+    "metricGrpcExporterIntervalInMills": "metric_grpc_exporter_interval_in_mills",
+    "metricLoggingExporterIntervalInMills": "metric_logging_exporter_interval_in_mills",
+    "metricsLabel": "metrics_label",
     "brokerConfigPath": "broker_config_path",
     "namesrvListenPort": "namesrv_listen_port",
 }
@@ -105,11 +114,22 @@ class ProxyConfig:
     tls_test_mode_enable: bool = True
     tls_key_path: str = ""
     tls_cert_path: str = ""
-    metrics_exporter_type: str = "DISABLE"
+    # metrics (see backends.metrics); in Local mode the broker's exporter carries the proxy's metrics
+    metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
     metrics_prom_exporter_port: int = 5557
+    metrics_prom_exporter_host: str = ""
+    metrics_grpc_exporter_target: str = ""
+    metrics_grpc_exporter_header: str = ""
+    metric_grpc_exporter_time_out_in_mills: int = 3000
+    metric_grpc_exporter_interval_in_mills: int = 60_000
+    metric_logging_exporter_interval_in_mills: int = 10_000
+    metrics_label: str = ""
     broker_config_path: str = ""
     namesrv_listen_port: int = 9876
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def metrics_config(self) -> MetricsConfig:
+        return MetricsConfig.of(self)
 
     @property
     def local_mode(self) -> bool:
@@ -133,6 +153,7 @@ class ProxyConfig:
         self.proxy_mode = self.proxy_mode.upper()
         if self.proxy_mode not in ("LOCAL", "CLUSTER"):
             raise ValueError(f"proxyMode must be LOCAL or CLUSTER, not {self.proxy_mode!r}")
+        self.metrics_config().check()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> ProxyConfig:

@@ -8,17 +8,23 @@ UNKNOWN status and an ERROR traceback in the log for every such call.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
+
+if TYPE_CHECKING:
+    from backends.metrics import LatencyHistogram
 
 log = logging.getLogger("proxy")
 
 SERVICE = spb.DESCRIPTOR.services_by_name["MessagingService"]
+_CODE_NAMES = {v.number: v.name for v in pb.Code.DESCRIPTOR.values}
 
 
 class Undecodable:
@@ -46,21 +52,49 @@ async def _refuse(method: str, bad: Undecodable, context: Any) -> None:
     await context.abort(grpc.StatusCode.INTERNAL, f"invalid protobuf byte sequence: {bad.error}")
 
 
-def _unary(name: str, impl: Any) -> Any:
+def _code_name(response: Any) -> str:
+    try:
+        return _CODE_NAMES.get(response.status.code) or str(response.status.code)
+    except AttributeError:
+        return "-"
+
+
+def _unary(name: str, impl: Any, latency: LatencyHistogram | None) -> Any:
     async def handle(request: Any, context: Any) -> Any:
         if type(request) is Undecodable:
             await _refuse(name, request, context)
         return await impl(request, context)
 
-    return handle
+    if latency is None:
+        return handle
+
+    async def timed(request: Any, context: Any) -> Any:
+        t0 = time.perf_counter()
+        code = "CANCELLED"  # unless an answer comes back (the call was cancelled or aborted)
+        try:
+            response = await handle(request, context)
+            code = _code_name(response)
+            return response
+        finally:
+            latency.record("grpc", name, code, (time.perf_counter() - t0) * 1000)
+
+    return timed
 
 
-def _server_stream(name: str, impl: Any) -> Any:
+def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None) -> Any:
     async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
         if type(request) is Undecodable:
             await _refuse(name, request, context)
-        async for response in impl(request, context):
-            yield response
+        t0 = time.perf_counter()
+        code = "CANCELLED"
+        try:
+            async for response in impl(request, context):
+                if code == "CANCELLED":  # the first answer carries the call's status
+                    code = _code_name(response)
+                yield response
+        finally:
+            if latency is not None:
+                latency.record("grpc", name, code, (time.perf_counter() - t0) * 1000)
 
     return handle
 
@@ -79,8 +113,9 @@ def _bidi_stream(name: str, impl: Any) -> Any:
     return handle
 
 
-def method_handlers(servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
-    """One handler per MessagingService method, calling the servicer's method of the same name."""
+def method_handlers(servicer: Any, latency: LatencyHistogram | None = None) -> dict[str, grpc.RpcMethodHandler]:
+    """One handler per MessagingService method, calling the servicer's method of the same name;
+    with ``latency``, unary and server-streaming calls are recorded in it (rocketmq_rpc_latency)."""
     out: dict[str, grpc.RpcMethodHandler] = {}
     for m in SERVICE.methods:
         impl = getattr(servicer, m.name)
@@ -89,13 +124,13 @@ def method_handlers(servicer: Any) -> dict[str, grpc.RpcMethodHandler]:
         if m.client_streaming:
             out[m.name] = grpc.stream_stream_rpc_method_handler(_bidi_stream(m.name, impl), deserialize, serialize)
         elif m.server_streaming:
-            out[m.name] = grpc.unary_stream_rpc_method_handler(_server_stream(m.name, impl), deserialize, serialize)
+            out[m.name] = grpc.unary_stream_rpc_method_handler(_server_stream(m.name, impl, latency), deserialize, serialize)
         else:
-            out[m.name] = grpc.unary_unary_rpc_method_handler(_unary(m.name, impl), deserialize, serialize)
+            out[m.name] = grpc.unary_unary_rpc_method_handler(_unary(m.name, impl, latency), deserialize, serialize)
     return out
 
 
-def add_to_server(servicer: Any, server: grpc.aio.Server) -> None:
-    handlers = method_handlers(servicer)
+def add_to_server(servicer: Any, server: grpc.aio.Server, latency: LatencyHistogram | None = None) -> None:
+    handlers = method_handlers(servicer, latency)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     server.add_registered_method_handlers(SERVICE.full_name, handlers)

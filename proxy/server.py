@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backends.api import Backend
+from backends.metrics import MetricsManager
 from proxy import handlers
 from proxy.config import ProxyConfig
 from proxy.service import MessagingService
@@ -27,7 +28,10 @@ SERVICE_NAME = handlers.SERVICE.full_name
 
 
 class ProxyServer:
-    def __init__(self, config: ProxyConfig, backend: Backend, *, manage_backend: bool = True) -> None:
+    def __init__(self, config: ProxyConfig, backend: Backend, *, manage_backend: bool = True,
+                 metrics: MetricsManager | None = None) -> None:
+        """``metrics``: a manager to add the proxy's metrics to (Local mode: the broker's); by default the
+        proxy builds its own from the metrics keys of ``config``."""
         self.config = config
         self.backend = backend
         self.manage_backend = manage_backend
@@ -36,6 +40,12 @@ class ProxyServer:
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._own_metrics = metrics is None
+        self.metrics = metrics if metrics is not None else MetricsManager(
+            config.metrics_config(), node_type="proxy", cluster=config.proxy_cluster_name, node_id=config.proxy_name,
+            meter_name="proxy-meter")
+        mode = "local" if config.local_mode else "cluster"
+        self.metrics.gauge("rocketmq_proxy_up", lambda: [(1, {"proxy_mode": mode})], "1 while the proxy serves")
 
     async def start(self) -> None:
         if self.manage_backend:
@@ -49,7 +59,7 @@ class ProxyServer:
             ("grpc.http2.max_pings_without_data", 0),
         ]
         server = grpc.aio.server(options=options)
-        handlers.add_to_server(self.service, server)
+        handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         bind = self.config.grpc_bind_address or "0.0.0.0"
         host = f"[{bind}]" if ":" in bind else bind
@@ -61,6 +71,8 @@ class ProxyServer:
         self.service.start()
         await self._update_health()
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+        if self._own_metrics:
+            await self.metrics.start()
         log.info("gRPC server listening on %s:%d", bind, self.port)
 
     async def _update_health(self) -> None:
@@ -90,13 +102,15 @@ class ProxyServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._own_metrics:
+            await self.metrics.shutdown()
         if self.manage_backend:
             await self.backend.shutdown()
 
 
-async def run_proxy_with_backend(config: ProxyConfig, backend: Backend, *,
-                                 manage_backend: bool = False) -> ProxyServer:
+async def run_proxy_with_backend(config: ProxyConfig, backend: Backend, *, manage_backend: bool = False,
+                                 metrics: MetricsManager | None = None) -> ProxyServer:
     """Start a proxy in front of ``backend`` (for ``mqbroker --enable-proxy``); returns it started."""
-    server = ProxyServer(config, backend, manage_backend=manage_backend)
+    server = ProxyServer(config, backend, manage_backend=manage_backend, metrics=metrics)
     await server.start()
     return server

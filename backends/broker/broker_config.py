@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backends.metrics import MetricsConfig
 from backends.store.message_store import MessageStoreConfig
 
 log = logging.getLogger("rocketmq.broker")
@@ -135,6 +136,16 @@ class BrokerConfig:
     max_message_size: int = 4 * 1024 * 1024
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
+    # metrics (RocketMQ 5: BrokerConfig.metricsExporterType ...; see backends.metrics)
+    metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
+    metrics_prom_exporter_host: str = ""
+    metrics_prom_exporter_port: int = 5557
+    metrics_grpc_exporter_target: str = ""
+    metrics_grpc_exporter_header: str = ""
+    metric_grpc_exporter_time_out_in_mills: int = 3000
+    metric_grpc_exporter_interval_in_mills: int = 60_000
+    metric_logging_exporter_interval_in_mills: int = 10_000
+    metrics_label: str = ""
     # Keys of the file this config came from that we do not know (kept, reported by -p).
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -166,6 +177,9 @@ class BrokerConfig:
             except (KeyError, ValueError):
                 log.warning("bad messageDelayLevel entry %r ignored", item)
         return out
+
+    def metrics_config(self) -> MetricsConfig:
+        return MetricsConfig.of(self)
 
     def store_config(self) -> MessageStoreConfig:
         names = {f.name for f in dataclasses.fields(MessageStoreConfig)}
@@ -213,6 +227,10 @@ class BrokerConfig:
         self.flush_disk_type = self.flush_disk_type.upper()
         if self.flush_disk_type not in ("ASYNC_FLUSH", "SYNC_FLUSH"):
             raise ConfigError(f"flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {self.flush_disk_type!r}")
+        try:
+            self.metrics_config().check()
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
     @classmethod
     def load(cls, path: str | None, namesrv: str | None = None) -> BrokerConfig:

@@ -37,7 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         epilog="Roles (broker.conf): brokerRole=ASYNC_MASTER | SYNC_MASTER | SLAVE (brokerId > 0); a master\n"
                "serves its slaves on haListenPort (default listenPort + 1). Automatic failover: enableControllerMode=true\n"
                "and controllerAddr=host:port[;host:port] (mqcontroller, or mqnamesrv with enableControllerInNamesrv=true).\n"
-               "Examples: conf/2m-2s-sync/, conf/2m-2s-async/, conf/controller/.")
+               "Examples: conf/2m-2s-sync/, conf/2m-2s-async/, conf/controller/.\n"
+               "Metrics: metricsExporterType=PROM (http://host:metricsPromExporterPort/metrics, default 5557), "
+               "OTLP_GRPC (metricsGrpcExporterTarget) or LOG.")
     parser.add_argument("-n", "--namesrvAddr", help='Name server address list, e.g. "192.168.0.1:9876;192.168.0.2:9876"')
     parser.add_argument("-c", "--configFile", help="Broker config properties file")
     parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")
@@ -91,7 +93,10 @@ async def start_proxy(broker: Any, proxy_config_path: str | None) -> Any:
     from backends.local import LocalBackend
 
     cfg = ProxyConfig.load(proxy_config_path)
-    server = await run_proxy_with_backend(cfg, LocalBackend(broker), manage_backend=False)
+    cfg.proxy_mode = "LOCAL"  # whatever the file says: this proxy is inside the broker
+    # the proxy's metrics go out through the broker's exporter when the broker has one (as RocketMQ's)
+    server = await run_proxy_with_backend(cfg, LocalBackend(broker), manage_backend=False,
+                                          metrics=broker.metrics if broker.metrics.enabled else None)
     line = f"{time.strftime('%a %b %d %H:%M:%S %Z %Y')} rocketmq-proxy startup successfully"
     logging.getLogger("proxy").info(line)
     print(line, flush=True)

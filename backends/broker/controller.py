@@ -27,6 +27,8 @@ from backends.api import BackendError
 from backends.broker.broker_outer_api import BrokerOuterAPI
 from backends.broker.client_manager import ClientChannelInfo, ConsumerManager, ProducerManager
 from backends.broker.consumer_offset_manager import ConsumerOffsetManager
+from backends.broker.metrics import BrokerStats
+from backends.broker.metrics import register as register_metrics
 from backends.broker.pull_filter import MessageFilterFn
 from backends.broker.pull_service import PullOutcome, PullRequestHoldService
 from backends.broker.rebalance_lock_manager import RebalanceLockManager
@@ -34,6 +36,7 @@ from backends.broker.replicas_manager import ReplicasManager
 from backends.broker.slave_synchronize import SlaveSynchronize
 from backends.broker.subscription_group_manager import SubscriptionGroupManager
 from backends.broker.topic_config_manager import TopicConfigManager, validate_topic_name
+from backends.metrics import MetricsManager
 from backends.model import (
     RETRY_GROUP_TOPIC_PREFIX,
     SCHEDULE_TOPIC,
@@ -135,6 +138,10 @@ class BrokerController:
         if config.enable_controller_mode:
             config.broker_role = "SLAVE"  # no writes until the controller names this broker master
             self.replicas_manager = ReplicasManager(self)
+        self.stats = BrokerStats()
+        self.metrics = MetricsManager(config.metrics_config(), node_type="broker",
+                                      cluster=config.broker_cluster_name, node_id=config.broker_name)
+        register_metrics(self.metrics, self)
         self.put_message_hooks: list[PutMessageHook] = []
         self._local_checkers: list[Callable[[str, MessageExt, str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,6 +175,8 @@ class BrokerController:
             from backends.remoting.server import RemotingServer
 
             self.remoting_server = RemotingServer("0.0.0.0", self.config.listen_port)
+            if self.metrics.enabled:
+                self.remoting_server.rpc_latency = self.metrics.rpc_latency
             register_all(self.remoting_server, self)
             self.remoting_server.add_close_listener(self._on_connection_closed)
             if self.config.listen_port == 0:
@@ -200,6 +209,7 @@ class BrokerController:
             await self._start_ha()
         self.topic_config_manager.persist()
         self.subscription_group_manager.persist()
+        await self.metrics.start()
         self._started = True
         self._tasks.append(asyncio.create_task(self._persist_offsets_loop()))
         self._tasks.append(asyncio.create_task(self._housekeeping_loop()))
@@ -325,6 +335,7 @@ class BrokerController:
                     log.warning("service shutdown failed: %s", e)
         if self.remoting_server is not None:
             await self.remoting_server.shutdown()
+        await self.metrics.shutdown()
         if not self._store_started:
             return
         # the last tables, written off the loop after any write still in flight
@@ -476,7 +487,11 @@ class BrokerController:
                                    f"the broker[{self.config.broker_name}] sending transaction message is forbidden")
         if topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
             self._handle_retry_and_dlq(messages)
-        return await self.put_messages(messages)
+        counted = self.stats.count_in(messages)  # before the timer/transaction hooks move them
+        result = await self.put_messages(messages)
+        if result.results:  # stored (also when the flush or the slave wait timed out)
+            self.stats.commit_in(counted)
+        return result
 
     def _handle_retry_and_dlq(self, messages: list[Message]) -> None:
         """A message sent to %RETRY%group past its max reconsume times goes to %DLQ%group."""
@@ -487,6 +502,7 @@ class BrokerController:
                 sg = self.subscription_group_manager.get(group)
                 max_times = sg.retry_max_times if sg else self.config.max_reconsume_times
             if m.reconsume_times > max_times:
+                self.stats.add_dlq(m.properties.get(MessageConst.RETRY_TOPIC) or m.topic, group)
                 dlq = dlq_topic(group)
                 self.topic_config_manager.create_topic_if_absent(dlq, 1, 1, Perm.READ_WRITE)
                 m.topic = dlq
@@ -532,7 +548,10 @@ class BrokerController:
         max_nums = max(1, min(max_nums, self.config.max_transfer_count_on_message_in_memory or 32))
         if not self.config.long_polling_enable and suspend_ms > 0:
             suspend_ms = min(suspend_ms, self.config.short_polling_time_mills)
-        return await self.pull_hold_service.pull(topic, queue_id, offset, max_nums, message_filter, suspend_ms)
+        out = await self.pull_hold_service.pull(topic, queue_id, offset, max_nums, message_filter, suspend_ms)
+        if out.records:
+            self.stats.add_out(topic, group, len(out.records), sum(len(r) for r in out.records))
+        return out
 
     # ------------------------------------------------------------------ offsets
     def query_consumer_offset(self, group: str, topic: str, queue_id: int, zero_if_not_found: bool = False) -> int:

@@ -14,15 +14,19 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.remoting.codec import CodecError, FrameDecoder, encode
 from backends.remoting.codes import ResponseCode
 from backends.remoting.command import FLAG_ONEWAY, FLAG_RESPONSE, RemotingCommand
 from backends.remoting.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
 from backends.remoting.header import RemotingCommandException
+
+if TYPE_CHECKING:
+    from backends.metrics import LatencyHistogram
 
 log = logging.getLogger("RocketmqRemoting")
 
@@ -55,8 +59,10 @@ class Connection(asyncio.Protocol):
         close_listeners: list[Callable[[Connection], None]] | None = None,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_frame_size: int | None = None,
+        rpc_latency: LatencyHistogram | None = None,
     ) -> None:
         self._processors = processors
+        self._rpc_latency = rpc_latency  # rocketmq_rpc_latency of the requests served (metrics on)
         self._close_listeners = close_listeners if close_listeners is not None else []
         self._decoder = FrameDecoder() if max_frame_size is None else FrameDecoder(max_frame_size)
         self._pending: dict[int, asyncio.Future[RemotingCommand]] = {}
@@ -163,6 +169,8 @@ class Connection(asyncio.Protocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, processor: Processor, cmd: RemotingCommand) -> None:
+        t0 = time.perf_counter()
+        resp: RemotingCommand | None = None
         try:
             try:
                 resp = await processor(cmd, self)
@@ -178,6 +186,9 @@ class Connection(asyncio.Protocol):
                 resp.serialize_type = cmd.serialize_type  # answer in the request's serialization
                 self.write(resp)
         finally:
+            if self._rpc_latency is not None:
+                self._rpc_latency.record("remoting", str(cmd.code), str(resp.code) if resp is not None else "-1",
+                                         (time.perf_counter() - t0) * 1000)
             self._inflight -= 1
             while self._backlog and self._inflight < self._max_inflight and not self._closed:
                 self._dispatch(self._backlog.popleft())
@@ -349,6 +360,7 @@ class RemotingServer:
         self._server: asyncio.Server | None = None
         self._max_inflight = max_inflight_per_connection
         self._reuse_port = reuse_port
+        self.rpc_latency: LatencyHistogram | None = None  # set to record rocketmq_rpc_latency
 
     def register_processor(self, code: int, processor: Processor) -> None:
         self._processors[code] = processor
@@ -370,7 +382,8 @@ class RemotingServer:
         self._connections.discard(conn)
 
     def _make_connection(self) -> Connection:
-        conn = Connection(self._processors, self._close_listeners, self._max_inflight)
+        conn = Connection(self._processors, self._close_listeners, self._max_inflight,
+                          rpc_latency=self.rpc_latency)
         self._connections.add(conn)
         return conn
 

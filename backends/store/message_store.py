@@ -1095,6 +1095,10 @@ class MessageStore:
     def get_min_phy_offset(self) -> int:
         return self.commitlog.min_offset
 
+    def get_flushed_phy_offset(self) -> int:
+        """The commitlog offset up to which the log is known durable (fdatasync'ed)."""
+        return self._flush.flushed_pos if self._flush is not None else 0
+
     def queues(self) -> list[tuple[str, int]]:
         return list(self._cqs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,17 +51,24 @@ class Stack:
         return "\n".join(p.text()[-4000:] for p in self.procs)
 
 
-def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "ASYNC_FLUSH") -> Path:
+def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "ASYNC_FLUSH",
+                 extra: dict[str, str] | None = None) -> Path:
     path.write_text(
         f"brokerClusterName=DefaultCluster\nbrokerName={name}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n"
         f"flushDiskType={flush}\nlistenPort={port}\nstorePathRootDir={store}\nbrokerIP1=127.0.0.1\n"
         "transactionTimeOut=1000\ntransactionCheckInterval=1000\n"
+        + "".join(f"{k}={v}\n" for k, v in (extra or {}).items())
     )
     return path
 
 
 @contextmanager
-def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH", **proxy_conf: object) -> Iterator[Stack]:
+def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH",
+          broker_props: Callable[[str], dict[str, str]] | None = None, **proxy_conf: object) -> Iterator[Stack]:
+    """``broker_props(broker_name)``: more broker.conf keys; ``proxy_conf``: rmq-proxy.json keys."""
+    def props(name: str) -> dict[str, str] | None:
+        return broker_props(name) if broker_props is not None else None
+
     grpc_port, ns_port = free_port(), free_port()
     pc = home / "rmq-proxy.json"
     pc.write_text(json.dumps({"rocketMQClusterName": "DefaultCluster", "grpcServerPort": grpc_port,
@@ -70,25 +77,26 @@ def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH", **proxy_conf: objec
     with ExitStack() as es:
         st = Stack(mode, f"127.0.0.1:{grpc_port}", ns, home)
         if mode == "embedded":
-            bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+            bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
             st.procs.append(es.enter_context(server([command("mqproxy"), "-pc", str(pc), "-bc", str(bc)],
                                                     home, PROXY_BOOT, timeout=60)))
         else:
             st.procs.append(es.enter_context(
                 server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT, timeout=60)))
             if mode == "broker-proxy":  # mqbroker --enable-proxy: Local mode inside the broker process
-                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
                 st.procs.append(es.enter_context(server(
                     [command("mqbroker"), "-n", ns, "-c", str(bc), "--enable-proxy", "-pc", str(pc)],
                     home, PROXY_BOOT, timeout=60)))
             elif mode == "local":
-                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush)
+                bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
                 st.procs.append(es.enter_context(server(
                     [command("mqproxy"), "-pm", "local", "-n", ns, "-pc", str(pc), "-bc", str(bc)],
                     home, PROXY_BOOT, timeout=60)))
             else:
                 for name in ("broker-a", "broker-b"):
-                    bc = _broker_conf(home / f"{name}.conf", name, free_port(), home / f"store-{name}", flush)
+                    bc = _broker_conf(home / f"{name}.conf", name, free_port(), home / f"store-{name}", flush,
+                                      props(name))
                     st.procs.append(es.enter_context(server(
                         [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT, timeout=60)))
                 st.procs.append(es.enter_context(server(

@@ -619,6 +619,8 @@ class PopMessageService:
             task = asyncio.ensure_future(self._dlq_and_ack(qs, off, msg, e))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        if out:
+            self.broker.stats.add_out(req.topic, req.group, len(out), sum(len(m.body) for m in out))
         status = PopStatus.FOUND if out else PopStatus.NO_NEW_MSG
         return PopResult(status, out, pop_time=pop_time, invisible_time=req.invisible_time_ms, rest_num=rest)
 
@@ -897,6 +899,7 @@ class PopMessageService:
         res = await self.broker.put_messages([m])
         if not res.ok:
             raise BackendError(ResponseCode.SYSTEM_ERROR, f"put to {dlq} failed: {res.status.name} {res.error}")
+        self.broker.stats.add_dlq(msg.topic, group)
         log.info("message %s of %s moved to %s after %d deliveries", msg.msg_id, msg.topic, dlq, attempts)
 
     async def _dlq_and_ack(self, qs: QueueState, off: int, msg: MessageExt, e: InFlight,

@@ -10,6 +10,7 @@ from typing import Any
 
 from backends.broker.broker_config import BrokerConfig
 from backends.broker.consumer_offset_manager import ConsumerOffsetManager
+from backends.broker.metrics import BrokerStats
 from backends.broker.subscription_group_manager import SubscriptionGroupManager
 from backends.broker.topic_config_manager import TopicConfigManager
 from backends.model import (
@@ -120,6 +121,7 @@ class FakeBroker:
         self.subscription_group_manager = SubscriptionGroupManager(self.config)
         self.consumer_offset_manager = ConsumerOffsetManager(self.config)
         self.puts: list[Message] = []
+        self.stats = BrokerStats()
 
     async def put_messages(self, messages: list[Message]) -> PutMessageResult:
         self.puts.extend(messages)

@@ -1,0 +1,47 @@
+"""Send N messages, then receive and ack them all (or until a deadline).
+
+usage: send_receive.py ENDPOINT TOPIC GROUP N
+Prints RESULT {"sent": [ids], "received": [ids], "errors": [...]}.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from common import emit
+from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
+
+
+def main() -> None:
+    endpoint, topic, group, n = sys.argv[1:5]
+    cfg = ClientConfiguration(endpoint, Credentials(), request_timeout=10)
+    errors: list[str] = []
+    producer = Producer(cfg, (topic,))
+    producer.startup()
+    sent: list[str] = []
+    for i in range(int(n)):
+        msg = Message()
+        msg.topic, msg.body, msg.tag = topic, f"body-{i}".encode(), "m"
+        sent.append(producer.send(msg).message_id)
+    producer.shutdown()
+    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5)
+    consumer.startup()
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not set(sent) <= set(seen):
+        try:
+            msgs = consumer.receive(32, 30) or []
+        except Exception as e:  # noqa: BLE001
+            errors.append(str(e))
+            time.sleep(0.2)
+            continue
+        for m in msgs:
+            seen.append(m.message_id)
+            consumer.ack(m)
+    consumer.shutdown()
+    emit({"sent": sent, "received": seen, "errors": errors[:5]})
+
+
+if __name__ == "__main__":
+    main()
