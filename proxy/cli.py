@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mqproxy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="rmq-proxy.json also takes \"enableACL\": true (accounts of $ROCKETMQ_HOME/conf/plain_acl.yml) and\n"
+               "\"metricsExporterType\": \"PROM\" (http://host:metricsPromExporterPort/metrics, default 5557),\n"
+               "\"OTLP_GRPC\" (metricsGrpcExporterTarget) or \"LOG\".",
     )
     p.add_argument("-n", "--namesrvAddr", dest="namesrv", default=None,
                    help="NameServer address list, e.g. 127.0.0.1:9876;127.0.0.2:9876 (env NAMESRV_ADDR)")

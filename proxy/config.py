@@ -59,6 +59,7 @@ _KEYS: dict[str, str] = {
     "tlsTestModeEnable": "tls_test_mode_enable",
     "tlsKeyPath": "tls_key_path",
     "tlsCertPath": "tls_cert_path",
+    "enableACL": "enable_acl",
     "metricsExporterType": "metrics_exporter_type",
     "metricsPromExporterPort": "metrics_prom_exporter_port",
     "metricsPromExporterHost": "metrics_prom_exporter_host",
@@ -114,6 +115,7 @@ class ProxyConfig:
     tls_test_mode_enable: bool = True
     tls_key_path: str = ""
     tls_cert_path: str = ""
+    enable_acl: bool = False  # ACL 1.0: accounts of $ROCKETMQ_HOME/conf/plain_acl.yml (see proxy.acl)
     # metrics (see backends.metrics); in Local mode the broker's exporter carries the proxy's metrics
     metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
     metrics_prom_exporter_port: int = 5557

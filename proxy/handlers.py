@@ -17,6 +17,8 @@ from google.protobuf.message import DecodeError
 
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
+from proxy.acl import AclError, PlainAccessValidator, resources_of
+from proxy.convert import parse_peer
 
 if TYPE_CHECKING:
     from backends.metrics import LatencyHistogram
@@ -59,10 +61,27 @@ def _code_name(response: Any) -> str:
         return "-"
 
 
-def _unary(name: str, impl: Any, latency: LatencyHistogram | None) -> Any:
+def _denied(name: str, request: Any, context: Any, acl: PlainAccessValidator | None) -> AclError | None:
+    """The ACL's refusal of this call, or None (always None with ACL off)."""
+    if acl is None:
+        return None
+    try:
+        acl.validate(parse_peer(context.peer())[0], dict(context.invocation_metadata() or ()),
+                     resources_of(name, request))
+    except AclError as e:
+        log.warning("%s from %s refused: %s", name, context.peer(), e.message)
+        return e
+    return None
+
+
+def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAccessValidator | None,
+           response_type: Any) -> Any:
     async def handle(request: Any, context: Any) -> Any:
         if type(request) is Undecodable:
             await _refuse(name, request, context)
+        denied = _denied(name, request, context, acl)
+        if denied is not None:
+            return response_type(status=denied.status())
         return await impl(request, context)
 
     if latency is None:
@@ -81,14 +100,18 @@ def _unary(name: str, impl: Any, latency: LatencyHistogram | None) -> Any:
     return timed
 
 
-def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None) -> Any:
+def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAccessValidator | None,
+                   response_type: Any) -> Any:
     async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
         if type(request) is Undecodable:
             await _refuse(name, request, context)
         t0 = time.perf_counter()
         code = "CANCELLED"
+        denied = _denied(name, request, context, acl)
+        responses = impl(request, context) if denied is None else _one(
+            response_type(status=denied.status()))
         try:
-            async for response in impl(request, context):
+            async for response in responses:
                 if code == "CANCELLED":  # the first answer carries the call's status
                     code = _code_name(response)
                 yield response
@@ -99,12 +122,24 @@ def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None) -> An
     return handle
 
 
-def _bidi_stream(name: str, impl: Any) -> Any:
+async def _one(response: Any) -> AsyncIterator[Any]:
+    yield response
+
+
+def _bidi_stream(name: str, impl: Any, acl: PlainAccessValidator | None) -> Any:
     async def handle(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         async def checked() -> AsyncIterator[Any]:
+            first = True
             async for request in requests:
                 if type(request) is Undecodable:
                     await _refuse(name, request, context)
+                if first:  # the call's credentials: checked once, on its first message
+                    first = False
+                    denied = _denied(name, request, context, acl)
+                    if denied is not None:
+                        status = (grpc.StatusCode.UNAUTHENTICATED if denied.code == pb.Code.UNAUTHORIZED
+                                  else grpc.StatusCode.PERMISSION_DENIED)
+                        await context.abort(status, denied.message)
                 yield request
 
         async for response in impl(checked(), context):
@@ -113,24 +148,31 @@ def _bidi_stream(name: str, impl: Any) -> Any:
     return handle
 
 
-def method_handlers(servicer: Any, latency: LatencyHistogram | None = None) -> dict[str, grpc.RpcMethodHandler]:
+def method_handlers(servicer: Any, latency: LatencyHistogram | None = None,
+                    acl: PlainAccessValidator | None = None) -> dict[str, grpc.RpcMethodHandler]:
     """One handler per MessagingService method, calling the servicer's method of the same name;
-    with ``latency``, unary and server-streaming calls are recorded in it (rocketmq_rpc_latency)."""
+    with ``latency``, unary and server-streaming calls are recorded in it (rocketmq_rpc_latency); with
+    ``acl``, each call is checked first (a refused call gets UNAUTHORIZED / FORBIDDEN in its status)."""
     out: dict[str, grpc.RpcMethodHandler] = {}
     for m in SERVICE.methods:
         impl = getattr(servicer, m.name)
         deserialize = _deserializer(getattr(spb, m.input_type.name).FromString)
-        serialize = getattr(spb, m.output_type.name).SerializeToString
+        response_type = getattr(spb, m.output_type.name)
+        serialize = response_type.SerializeToString
         if m.client_streaming:
-            out[m.name] = grpc.stream_stream_rpc_method_handler(_bidi_stream(m.name, impl), deserialize, serialize)
+            handler = _bidi_stream(m.name, impl, acl)
+            out[m.name] = grpc.stream_stream_rpc_method_handler(handler, deserialize, serialize)
         elif m.server_streaming:
-            out[m.name] = grpc.unary_stream_rpc_method_handler(_server_stream(m.name, impl, latency), deserialize, serialize)
+            handler = _server_stream(m.name, impl, latency, acl, response_type)
+            out[m.name] = grpc.unary_stream_rpc_method_handler(handler, deserialize, serialize)
         else:
-            out[m.name] = grpc.unary_unary_rpc_method_handler(_unary(m.name, impl, latency), deserialize, serialize)
+            handler = _unary(m.name, impl, latency, acl, response_type)
+            out[m.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
     return out
 
 
-def add_to_server(servicer: Any, server: grpc.aio.Server, latency: LatencyHistogram | None = None) -> None:
-    handlers = method_handlers(servicer, latency)
+def add_to_server(servicer: Any, server: grpc.aio.Server, latency: LatencyHistogram | None = None,
+                  acl: PlainAccessValidator | None = None) -> None:
+    handlers = method_handlers(servicer, latency, acl)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     server.add_registered_method_handlers(SERVICE.full_name, handlers)

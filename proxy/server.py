@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from backends.api import Backend
 from backends.metrics import MetricsManager
 from proxy import handlers
+from proxy.acl import PlainAccessValidator, default_acl_path, load_plain_acl
 from proxy.config import ProxyConfig
 from proxy.service import MessagingService
 
@@ -58,8 +59,13 @@ class ProxyServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ("grpc.http2.max_pings_without_data", 0),
         ]
+        acl = None
+        if self.config.enable_acl:
+            path = default_acl_path()
+            acl = PlainAccessValidator(load_plain_acl(path))
+            log.info("ACL enabled: %d account(s) from %s", len(acl.config.accounts), path)
         server = grpc.aio.server(options=options)
-        handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None)
+        handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None, acl)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         bind = self.config.grpc_bind_address or "0.0.0.0"
         host = f"[{bind}]" if ":" in bind else bind

@@ -64,8 +64,10 @@ def _broker_conf(path: Path, name: str, port: int, store: Path, flush: str = "AS
 
 @contextmanager
 def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH",
-          broker_props: Callable[[str], dict[str, str]] | None = None, **proxy_conf: object) -> Iterator[Stack]:
-    """``broker_props(broker_name)``: more broker.conf keys; ``proxy_conf``: rmq-proxy.json keys."""
+          broker_props: Callable[[str], dict[str, str]] | None = None, env: dict[str, str] | None = None,
+          **proxy_conf: object) -> Iterator[Stack]:
+    """``broker_props(broker_name)``: more broker.conf keys; ``env``: more environment of every process;
+    ``proxy_conf``: rmq-proxy.json keys."""
     def props(name: str) -> dict[str, str] | None:
         return broker_props(name) if broker_props is not None else None
 
@@ -79,28 +81,28 @@ def stack(mode: str, home: Path, flush: str = "ASYNC_FLUSH",
         if mode == "embedded":
             bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
             st.procs.append(es.enter_context(server([command("mqproxy"), "-pc", str(pc), "-bc", str(bc)],
-                                                    home, PROXY_BOOT, timeout=60)))
+                                                    home, PROXY_BOOT, env=env, timeout=60)))
         else:
             st.procs.append(es.enter_context(
-                server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT, timeout=60)))
+                server([command("mqnamesrv"), "-c", str(_ns_conf(home, ns_port))], home, NAMESRV_BOOT, env=env, timeout=60)))
             if mode == "broker-proxy":  # mqbroker --enable-proxy: Local mode inside the broker process
                 bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
                 st.procs.append(es.enter_context(server(
                     [command("mqbroker"), "-n", ns, "-c", str(bc), "--enable-proxy", "-pc", str(pc)],
-                    home, PROXY_BOOT, timeout=60)))
+                    home, PROXY_BOOT, env=env, timeout=60)))
             elif mode == "local":
                 bc = _broker_conf(home / "broker.conf", "broker-a", free_port(), home / "store", flush, props("broker-a"))
                 st.procs.append(es.enter_context(server(
                     [command("mqproxy"), "-pm", "local", "-n", ns, "-pc", str(pc), "-bc", str(bc)],
-                    home, PROXY_BOOT, timeout=60)))
+                    home, PROXY_BOOT, env=env, timeout=60)))
             else:
                 for name in ("broker-a", "broker-b"):
                     bc = _broker_conf(home / f"{name}.conf", name, free_port(), home / f"store-{name}", flush,
                                       props(name))
                     st.procs.append(es.enter_context(server(
-                        [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT, timeout=60)))
+                        [command("mqbroker"), "-n", ns, "-c", str(bc)], home, BROKER_BOOT, env=env, timeout=60)))
                 st.procs.append(es.enter_context(server(
-                    [command("mqproxy"), "-pm", "cluster", "-n", ns, "-pc", str(pc)], home, PROXY_BOOT, timeout=60)))
+                    [command("mqproxy"), "-pm", "cluster", "-n", ns, "-pc", str(pc)], home, PROXY_BOOT, env=env, timeout=60)))
         yield st
 
 
