@@ -19,6 +19,7 @@ from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from proxy.acl import AclError, PlainAccessValidator, resources_of
 from proxy.convert import parse_peer
+from proxy.namespace import namespace_of, unwrap_response, wrap_request
 
 if TYPE_CHECKING:
     from backends.metrics import LatencyHistogram
@@ -61,17 +62,31 @@ def _code_name(response: Any) -> str:
         return "-"
 
 
-def _denied(name: str, request: Any, context: Any, acl: PlainAccessValidator | None) -> AclError | None:
-    """The ACL's refusal of this call, or None (always None with ACL off)."""
+def _admit(name: str, request: Any, context: Any, acl: PlainAccessValidator | None) -> tuple[str, AclError | None]:
+    """Before a call is served: its Resources rewritten to stored names when it names a namespace, then
+    the ACL's check. Returns (the call's namespace or "", the ACL's refusal or None)."""
+    md = context.invocation_metadata() or ()
+    ns = namespace_of(md)
+    if ns:
+        ns = wrap_request(request, ns)
     if acl is None:
-        return None
+        return ns, None
     try:
-        acl.validate(parse_peer(context.peer())[0], dict(context.invocation_metadata() or ()),
-                     resources_of(name, request))
+        acl.validate(parse_peer(context.peer())[0], dict(md), resources_of(name, request))
     except AclError as e:
         log.warning("%s from %s refused: %s", name, context.peer(), e.message)
-        return e
-    return None
+        return ns, e
+    return ns, None
+
+
+def _outgoing(response: Any, ns: str) -> Any:
+    """An answer with short names for the client's namespace (a copy: the service may share answers)."""
+    if not ns:
+        return response
+    out = type(response)()
+    out.CopyFrom(response)
+    unwrap_response(out, ns)
+    return out
 
 
 def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAccessValidator | None,
@@ -79,10 +94,10 @@ def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAcc
     async def handle(request: Any, context: Any) -> Any:
         if type(request) is Undecodable:
             await _refuse(name, request, context)
-        denied = _denied(name, request, context, acl)
+        ns, denied = _admit(name, request, context, acl)
         if denied is not None:
             return response_type(status=denied.status())
-        return await impl(request, context)
+        return _outgoing(await impl(request, context), ns)
 
     if latency is None:
         return handle
@@ -107,14 +122,14 @@ def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None, acl: 
             await _refuse(name, request, context)
         t0 = time.perf_counter()
         code = "CANCELLED"
-        denied = _denied(name, request, context, acl)
+        ns, denied = _admit(name, request, context, acl)
         responses = impl(request, context) if denied is None else _one(
             response_type(status=denied.status()))
         try:
             async for response in responses:
                 if code == "CANCELLED":  # the first answer carries the call's status
                     code = _code_name(response)
-                yield response
+                yield _outgoing(response, ns)
         finally:
             if latency is not None:
                 latency.record("grpc", name, code, (time.perf_counter() - t0) * 1000)
@@ -128,22 +143,27 @@ async def _one(response: Any) -> AsyncIterator[Any]:
 
 def _bidi_stream(name: str, impl: Any, acl: PlainAccessValidator | None) -> Any:
     async def handle(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        call_ns = namespace_of(context.invocation_metadata())
+
         async def checked() -> AsyncIterator[Any]:
+            nonlocal call_ns
             first = True
             async for request in requests:
                 if type(request) is Undecodable:
                     await _refuse(name, request, context)
                 if first:  # the call's credentials: checked once, on its first message
                     first = False
-                    denied = _denied(name, request, context, acl)
+                    call_ns, denied = _admit(name, request, context, acl)
                     if denied is not None:
                         status = (grpc.StatusCode.UNAUTHENTICATED if denied.code == pb.Code.UNAUTHORIZED
                                   else grpc.StatusCode.PERMISSION_DENIED)
                         await context.abort(status, denied.message)
+                elif call_ns:
+                    wrap_request(request, call_ns)
                 yield request
 
         async for response in impl(checked(), context):
-            yield response
+            yield _outgoing(response, call_ns)
 
     return handle
 
