@@ -61,7 +61,17 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
             from backends.cluster import ClusterBackend
 
             addrs = [a.strip() for a in cfg.namesrv_addr.replace(",", ";").split(";") if a.strip()]
-            backend = ClusterBackend(addrs, cfg.rocketmq_cluster_name)
+            client = None
+            if cfg.enable_acl_rpc_hook_for_cluster_mode:  # brokers with aclEnable: sign with tools.yml's keys
+                from backends.acl import tools_credentials
+                from backends.remoting.client import RemotingClient
+
+                creds = tools_credentials()
+                if creds is None:
+                    raise ValueError("enableAclRpcHookForClusterMode needs $ROCKETMQ_HOME/conf/tools.yml "
+                                     "(accessKey, secretKey)")
+                client = RemotingClient(credentials=creds)
+            backend = ClusterBackend(addrs, cfg.rocketmq_cluster_name, client=client)
         else:
             from backends.broker.broker_config import BrokerConfig
             from backends.broker.controller import BrokerController

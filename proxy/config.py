@@ -60,6 +60,7 @@ _KEYS: dict[str, str] = {
     "tlsKeyPath": "tls_key_path",
     "tlsCertPath": "tls_cert_path",
     "enableACL": "enable_acl",
+    "enableAclRpcHookForClusterMode": "enable_acl_rpc_hook_for_cluster_mode",
     "metricsExporterType": "metrics_exporter_type",
     "metricsPromExporterPort": "metrics_prom_exporter_port",
     "metricsPromExporterHost": "metrics_prom_exporter_host",
@@ -116,6 +117,7 @@ class ProxyConfig:
     tls_key_path: str = ""
     tls_cert_path: str = ""
     enable_acl: bool = False  # ACL 1.0: accounts of $ROCKETMQ_HOME/conf/plain_acl.yml (see proxy.acl)
+    enable_acl_rpc_hook_for_cluster_mode: bool = False  # sign requests to brokers with conf/tools.yml's keys
     # metrics (see backends.metrics); in Local mode the broker's exporter carries the proxy's metrics
     metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
     metrics_prom_exporter_port: int = 5557

@@ -16,10 +16,11 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from backends.acl import default_acl_path, load_plain_acl
 from backends.api import Backend
 from backends.metrics import MetricsManager
 from proxy import handlers
-from proxy.acl import PlainAccessValidator, default_acl_path, load_plain_acl
+from proxy.acl import PlainAccessValidator
 from proxy.config import ProxyConfig
 from proxy.service import MessagingService
 

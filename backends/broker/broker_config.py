@@ -136,6 +136,7 @@ class BrokerConfig:
     max_message_size: int = 4 * 1024 * 1024
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
+    acl_enable: bool = False  # ACL 1.0 on the remoting port: accounts of $ROCKETMQ_HOME/conf/plain_acl.yml
     # metrics (RocketMQ 5: BrokerConfig.metricsExporterType ...; see backends.metrics)
     metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
     metrics_prom_exporter_host: str = ""

@@ -39,7 +39,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                "and controllerAddr=host:port[;host:port] (mqcontroller, or mqnamesrv with enableControllerInNamesrv=true).\n"
                "Examples: conf/2m-2s-sync/, conf/2m-2s-async/, conf/controller/.\n"
                "Metrics: metricsExporterType=PROM (http://host:metricsPromExporterPort/metrics, default 5557), "
-               "OTLP_GRPC (metricsGrpcExporterTarget) or LOG.")
+               "OTLP_GRPC (metricsGrpcExporterTarget) or LOG.\n"
+               "ACL: aclEnable=true checks each request against $ROCKETMQ_HOME/conf/plain_acl.yml.")
     parser.add_argument("-n", "--namesrvAddr", help='Name server address list, e.g. "192.168.0.1:9876;192.168.0.2:9876"')
     parser.add_argument("-c", "--configFile", help="Broker config properties file")
     parser.add_argument("-p", "--printConfigItem", action="store_true", help="Print all config items")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from backends.acl import SessionCredentials, sign_request
 from backends.remoting.command import RemotingCommand
 from backends.remoting.errors import RemotingConnectError, RemotingError, RemotingTimeoutError
 from backends.remoting.server import DEFAULT_ONEWAY_TIMEOUT, Connection, Processor, close_all
@@ -42,8 +43,10 @@ def parse_addr(addr: str) -> tuple[str, int]:
 
 
 class RemotingClient:
-    def __init__(self, connect_timeout: float = 3.0) -> None:
+    def __init__(self, connect_timeout: float = 3.0, credentials: SessionCredentials | None = None) -> None:
+        """``credentials``: sign every request (AccessKey and Signature ext fields) for brokers with ACL."""
         self._connect_timeout = connect_timeout
+        self.credentials = credentials
         self._processors: dict[int, Processor] = {}
         self._connections: dict[str, Connection] = {}
         self._connecting: dict[str, asyncio.Future[Connection]] = {}
@@ -93,12 +96,16 @@ class RemotingClient:
 
     async def invoke(self, addr: str, request: RemotingCommand, timeout: float) -> RemotingCommand:
         """Send and await the response with the same opaque; RemotingError on timeout or I/O error."""
+        if self.credentials is not None:
+            sign_request(request.ext_fields, request.body, self.credentials)
         conn = self._connections.get(addr)
         if conn is None or conn.closed:
             conn = await self._connection(addr, timeout)
         return await conn.invoke(request, timeout)
 
     async def invoke_oneway(self, addr: str, request: RemotingCommand, timeout: float = DEFAULT_ONEWAY_TIMEOUT) -> None:
+        if self.credentials is not None:
+            sign_request(request.ext_fields, request.body, self.credentials)
         conn = await self._connection(addr, timeout)
         await conn.invoke_oneway(request, timeout)
 

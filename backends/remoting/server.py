@@ -60,9 +60,11 @@ class Connection(asyncio.Protocol):
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_frame_size: int | None = None,
         rpc_latency: LatencyHistogram | None = None,
+        access_check: AccessCheck | None = None,
     ) -> None:
         self._processors = processors
         self._rpc_latency = rpc_latency  # rocketmq_rpc_latency of the requests served (metrics on)
+        self._access_check = access_check  # ACL (aclEnable): an answer refuses the request
         self._close_listeners = close_listeners if close_listeners is not None else []
         self._decoder = FrameDecoder() if max_frame_size is None else FrameDecoder(max_frame_size)
         self._pending: dict[int, asyncio.Future[RemotingCommand]] = {}
@@ -150,6 +152,15 @@ class Connection(asyncio.Protocol):
     # -- requests from the peer ------------------------------------------------------------------
 
     def _dispatch(self, cmd: RemotingCommand) -> None:
+        if self._access_check is not None:
+            refused = self._access_check(cmd, self.remote_addr)
+            if refused is not None:
+                if not cmd.flag & FLAG_ONEWAY:
+                    refused.opaque = cmd.opaque
+                    refused.flag = (refused.flag | FLAG_RESPONSE) & ~FLAG_ONEWAY
+                    refused.serialize_type = cmd.serialize_type
+                    self.write(refused)
+                return
         processor = self._processors.get(cmd.code)
         if processor is None:
             if not cmd.flag & FLAG_ONEWAY:
@@ -342,6 +353,8 @@ async def close_all(conns: list[Connection], timeout: float = 2.0) -> None:
 
 # A processor answers a request with a response, or None for oneway requests.
 Processor = Callable[[RemotingCommand, Connection], Awaitable[RemotingCommand | None]]
+# (request, "host:port" of the peer) -> None to serve it, or the answer that refuses it
+AccessCheck = Callable[[RemotingCommand, str], "RemotingCommand | None"]
 
 
 class RemotingServer:
@@ -361,6 +374,7 @@ class RemotingServer:
         self._max_inflight = max_inflight_per_connection
         self._reuse_port = reuse_port
         self.rpc_latency: LatencyHistogram | None = None  # set to record rocketmq_rpc_latency
+        self.access_check: AccessCheck | None = None  # set to check each request first (ACL)
 
     def register_processor(self, code: int, processor: Processor) -> None:
         self._processors[code] = processor
@@ -383,7 +397,7 @@ class RemotingServer:
 
     def _make_connection(self) -> Connection:
         conn = Connection(self._processors, self._close_listeners, self._max_inflight,
-                          rpc_latency=self.rpc_latency)
+                          rpc_latency=self.rpc_latency, access_check=self.access_check)
         self._connections.add(conn)
         return conn
 

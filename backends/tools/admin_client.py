@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from backends.acl import AclConfigError, tools_credentials
 from backends.api import BackendError, TopicRouteData
 from backends.model import (
     MessageConst,
@@ -75,7 +76,12 @@ class AdminClient:
         if not self.namesrv_addrs:
             raise AdminError("no NameServer address (use -n host:port or set NAMESRV_ADDR)")
         self.timeout = timeout
-        self.client = RemotingClient(connect_timeout=min(3.0, timeout))
+        # brokers with ACL (aclEnable): sign with the keys of $ROCKETMQ_HOME/conf/tools.yml, as RocketMQ's tools
+        try:
+            creds = tools_credentials()
+        except AclConfigError as e:
+            raise AdminError(str(e)) from None
+        self.client = RemotingClient(connect_timeout=min(3.0, timeout), credentials=creds)
         self._rr = itertools.count()
 
     async def close(self) -> None:

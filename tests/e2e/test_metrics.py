@@ -71,24 +71,5 @@ def test_local_mode_broker_and_proxy_metrics(tmp_path):
         poll_until(lambda: value(scrape(port), "rocketmq_consumer_lag_messages", topic="TopicMetrics",
                                  consumer_group="GroupMetrics") == 0, timeout=15, what="consumer lag 0")
 
-
-def test_cluster_mode_proxy_and_broker_endpoints(tmp_path):
-    proxy_port = free_port()
-    broker_ports = {"broker-a": free_port(), "broker-b": free_port()}
-    with stack("cluster", tmp_path, broker_props=lambda name: prom(broker_ports[name]),
-               metricsExporterType="PROM", metricsPromExporterHost="127.0.0.1",
-               metricsPromExporterPort=proxy_port, proxyName="proxy-1") as st:
-        st.create_topic("TopicMetricsC")
-        st.create_group("GroupMetricsC", *EARLIEST)
-        r = parse_result(run_sdk_script("send_receive.py", st.endpoint, "TopicMetricsC", "GroupMetricsC", "6",
-                                        timeout=120).stdout)
-        assert not r["errors"] and set(r["received"]) == set(r["sent"]), r
-        p = scrape(proxy_port)
-        assert value(p, "rocketmq_proxy_up", proxy_mode="cluster", node_type="proxy", node_id="proxy-1") == 1
-        assert value(p, "rocketmq_rpc_latency_count", protocol_type="grpc", request_code="SendMessage",
-                     response_code="OK") == 6
-        brokers = [scrape(port) for port in broker_ports.values()]
-        assert sum(value(b, "rocketmq_messages_in_total", topic="TopicMetricsC") for b in brokers) == 6
-        # the proxy reached the brokers over remoting: SEND_MESSAGE_V2 (310) is timed there
-        assert sum(value(b, "rocketmq_rpc_latency_count", protocol_type="remoting", request_code="310",
-                         response_code="0") for b in brokers) == 6
+# Cluster mode (mqproxy + two brokers, both endpoints scraped): tests/e2e/test_broker_acl.py, in the same
+# stack as the brokers' ACL.

@@ -63,3 +63,48 @@ def test_bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROCKETMQ_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path / "conf")
     assert BrokerConfig.load("conf/x.conf").broker_name == "from-home"
+
+
+def test_remoting_acl_signature_and_decisions():
+    from backends.acl import (
+        SessionCredentials,
+        parse_plain_acl,
+        remoting_content,
+        sign_remoting,
+        sign_request,
+    )
+    from backends.broker.acl import RemotingAccessValidator
+    from backends.remoting.codes import RequestCode, ResponseCode
+    from backends.remoting.command import RemotingCommand
+
+    f = {"b": "T", "a": "1", "AccessKey": "ak"}
+    assert remoting_content(f, b"xyz") == b"ak1Txyz"  # values in key order, then the body
+    # printf ak1Txyz | openssl dgst -sha1 -hmac sk -binary | base64
+    assert sign_remoting("sk", b"ak1Txyz") == "LYVz3MYh0Hczk8/haDL6fnLn0Gs="
+    acl = RemotingAccessValidator(parse_plain_acl({"accounts": [
+        {"accessKey": "app", "secretKey": "s", "defaultTopicPerm": "DENY", "defaultGroupPerm": "SUB",
+         "topicPerms": ["T=PUB"], "groupPerms": ["G2=DENY"]}]}))
+
+    def check(code: int, fields: dict[str, str], body: bytes = b"", creds: SessionCredentials | None = None,
+              peer: str = "127.0.0.1:5000") -> int:
+        cmd = RemotingCommand.request(code, dict(fields), body)
+        if creds:
+            sign_request(cmd.ext_fields, cmd.body, creds)
+        r = acl.check(cmd, peer)
+        return ResponseCode.SUCCESS if r is None else r.code
+
+    app = SessionCredentials("app", "s")
+    assert check(RequestCode.SEND_MESSAGE_V2, {"a": "g", "b": "T"}, b"body", app) == ResponseCode.SUCCESS
+    assert check(RequestCode.SEND_MESSAGE_V2, {"a": "g", "b": "U"}, b"body", app) == ResponseCode.NO_PERMISSION
+    assert check(RequestCode.SEND_MESSAGE_V2, {"a": "g", "b": "T"}, b"body",
+                 SessionCredentials("app", "bad")) == ResponseCode.NO_PERMISSION
+    assert check(RequestCode.SEND_MESSAGE_V2, {"a": "g", "b": "T"}, b"body") == ResponseCode.NO_PERMISSION
+    assert check(RequestCode.UPDATE_AND_CREATE_TOPIC, {"topic": "T"}, b"", app) == ResponseCode.NO_PERMISSION
+    hb = b'{"clientID":"c","consumerDataSet":[{"groupName":"G2","subscriptionDataSet":[{"topic":"T"}]}]}'
+    assert check(RequestCode.HEART_BEAT, {}, hb, app) == ResponseCode.NO_PERMISSION  # group G2 DENY
+    assert check(RequestCode.HEART_BEAT, {}, b"{not json", app) == ResponseCode.NO_PERMISSION  # no crash
+    # a tampered body no longer matches the signature
+    cmd = RemotingCommand.request(RequestCode.SEND_MESSAGE_V2, {"a": "g", "b": "T"}, b"body")
+    sign_request(cmd.ext_fields, cmd.body, app)
+    cmd.body = b"other"
+    assert acl.check(cmd, "127.0.0.1:1") is not None

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from backends.acl import DENY, PUB, SUB, AclConfigError, address_matches, parse_plain_acl
+from backends.acl import sign_hex as sign
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
-from proxy.acl import (
-    DENY,
-    PUB,
-    SUB,
-    AclConfigError,
-    AclError,
-    PlainAccessValidator,
-    address_matches,
-    parse_plain_acl,
-    resources_of,
-    sign,
-)
+from proxy.acl import AclError, PlainAccessValidator, resources_of
 
 CONFIG = {
     "globalWhiteRemoteAddresses": ["10.10.103.*"],
