@@ -9,7 +9,9 @@ from tests.harness import run_sdk_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-MODES = ["embedded", "local", "cluster"]
+# the embedded default (mqproxy alone) is covered by test_sdk_message_types and test_proxy_cli; Local mode
+# inside the broker (mqbroker --enable-proxy) by test_redelivery_after_invisible_time and test_types_*
+MODES = ["local", "cluster"]
 
 
 @pytest.fixture(params=MODES)
@@ -22,10 +24,6 @@ def proxy_stack(request, tmp_path):
 def broker_proxy_stack(tmp_path):
     with stack("broker-proxy", tmp_path) as st:
         yield st
-
-
-def test_broker_enable_proxy(broker_proxy_stack):
-    test_send_receive_ack_change_invisible(broker_proxy_stack)
 
 
 def test_send_receive_ack_change_invisible(proxy_stack):
