@@ -23,8 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from typing import Any
 
 import yaml
 
+log = logging.getLogger("rocketmq.acl")
 DENY, PUB, SUB = 1, 2, 4
 _PERMS = {"DENY": DENY, "PUB": PUB, "SUB": SUB, "PUB|SUB": PUB | SUB, "SUB|PUB": PUB | SUB}
 class AclConfigError(ValueError):
@@ -66,6 +69,49 @@ class Account:
 class PlainAclConfig:
     global_white_remote_addresses: list[str] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)
+
+    def current(self) -> PlainAclConfig:
+        """A fixed set of accounts (see :class:`PlainAclFile` for the file that is watched)."""
+        return self
+
+
+class PlainAclFile:
+    """``plain_acl.yml``, re-read when it changes (looked at no more than once per ``check_interval``
+    seconds, when a call is checked), as RocketMQ watches it: accounts can be added or changed without a
+    restart. An edit that cannot be read keeps the accounts loaded before and logs why."""
+
+    def __init__(self, path: Path, check_interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self._interval = check_interval
+        self._clock = clock
+        self._stamp = self._stat()
+        self._config = load_plain_acl(path)
+        self._next = clock() + check_interval
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> PlainAclConfig:
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self._interval
+            stamp = self._stat()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._config = load_plain_acl(self.path)
+                    log.info("ACL: reloaded %d account(s) from %s", len(self._config.accounts), self.path)
+                except AclConfigError as e:
+                    log.error("ACL: %s; the %d account(s) loaded before stay in force", e,
+                              len(self._config.accounts))
+        return self._config
+
+
+AclSource = PlainAclConfig | PlainAclFile
 
 
 def load_plain_acl(path: Path) -> PlainAclConfig:

@@ -16,7 +16,7 @@ import hmac
 import re
 from typing import Any
 
-from backends.acl import PUB, SUB, AclDenied, PlainAclConfig, Resource, check_access, sign_hex
+from backends.acl import PUB, SUB, AclDenied, AclSource, Resource, check_access, sign_hex
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 
 _AUTH = re.compile(r"^MQv2-HMAC-SHA1 Credential=([^,]*), SignedHeaders=([^,]*), Signature=([0-9a-fA-F]*)$")
@@ -48,8 +48,8 @@ def resources_of(method: str, request: Any) -> list[Resource]:
 
 
 class PlainAccessValidator:
-    def __init__(self, config: PlainAclConfig) -> None:
-        self.config = config
+    def __init__(self, source: AclSource) -> None:
+        self.source = source
 
     def validate(self, remote_ip: str, metadata: dict[str, str], resources: list[Resource]) -> None:
         """Raise AclError for a call that may not go on."""
@@ -57,7 +57,7 @@ class PlainAccessValidator:
         access_key, signature = (m.group(1), m.group(3).lower()) if m else (None, "")
         date_time = metadata.get("x-mq-date-time", "")
         try:
-            check_access(self.config, remote_ip, access_key,
+            check_access(self.source.current(), remote_ip, access_key,
                          lambda secret: hmac.compare_digest(signature, sign_hex(secret, date_time)), resources)
         except AclDenied as e:
             raise AclError(pb.Code.UNAUTHORIZED if e.authentication else pb.Code.FORBIDDEN, e.message) from None

@@ -20,7 +20,7 @@ from backends.acl import (
     SIGNATURE,
     SUB,
     AclDenied,
-    PlainAclConfig,
+    AclSource,
     Resource,
     check_access,
     remoting_content,
@@ -84,8 +84,8 @@ def resources_of(cmd: RemotingCommand) -> list[Resource]:
 
 
 class RemotingAccessValidator:
-    def __init__(self, config: PlainAclConfig) -> None:
-        self.config = config
+    def __init__(self, source: AclSource) -> None:
+        self.source = source
 
     def check(self, cmd: RemotingCommand, remote_addr: str) -> RemotingCommand | None:
         """None when the request may go on, else the NO_PERMISSION answer."""
@@ -94,7 +94,7 @@ class RemotingAccessValidator:
         try:
             signature = f.get(SIGNATURE, "")
             content = remoting_content(f, cmd.body)
-            check_access(self.config, ip, f.get(ACCESS_KEY),
+            check_access(self.source.current(), ip, f.get(ACCESS_KEY),
                          lambda secret: hmac.compare_digest(signature, sign_remoting(secret, content)),
                          resources_of(cmd), admin_only=ADMIN_CODES.get(cmd.code, ""))
         except AclDenied as e:

@@ -178,13 +178,13 @@ class BrokerController:
             if self.metrics.enabled:
                 self.remoting_server.rpc_latency = self.metrics.rpc_latency
             if self.config.acl_enable:
-                from backends.acl import default_acl_path, load_plain_acl
+                from backends.acl import PlainAclFile, default_acl_path
                 from backends.broker.acl import RemotingAccessValidator
 
                 path = default_acl_path()
-                acl = load_plain_acl(path)
+                acl = PlainAclFile(path)
                 self.remoting_server.access_check = RemotingAccessValidator(acl).check
-                log.info("ACL enabled: %d account(s) from %s", len(acl.accounts), path)
+                log.info("ACL enabled: %d account(s) from %s", len(acl.current().accounts), path)
             register_all(self.remoting_server, self)
             self.remoting_server.add_close_listener(self._on_connection_closed)
             if self.config.listen_port == 0:

@@ -160,3 +160,24 @@ async def test_codes_on_the_wire(tmp_path, monkeypatch):
     finally:
         await channel.close()
         await server.shutdown(0)
+
+
+def test_plain_acl_file_is_reloaded_when_it_changes(tmp_path, caplog):
+    from backends.acl import PlainAclFile
+
+    path = tmp_path / "plain_acl.yml"
+    path.write_text("accounts:\n  - accessKey: a\n    secretKey: s\n")
+    now = [0.0]
+    src = PlainAclFile(path, check_interval=1.0, clock=lambda: now[0])
+    v = PlainAccessValidator(src)
+    v.validate("127.0.0.1", md("a", "s"), [])
+    path.write_text("accounts:\n  - accessKey: b\n    secretKey: t\n    admin: true\n")
+    v.validate("127.0.0.1", md("a", "s"), [])  # not looked at again within the interval
+    now[0] = 1.5
+    v.validate("127.0.0.1", md("b", "t"), [("any", False, PUB)])  # the new account, at once after it
+    with pytest.raises(AclError):
+        v.validate("127.0.0.1", md("a", "s"), [])
+    path.write_text("accounts: [oops")  # a broken edit keeps the accounts in force
+    now[0] = 3.0
+    v.validate("127.0.0.1", md("b", "t"), [])
+    assert "the 1 account(s) loaded before stay in force" in caplog.text
