@@ -25,7 +25,7 @@ import bisect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger("rocketmq.metrics")
@@ -40,9 +40,9 @@ Points = Iterable[tuple[float, Mapping[str, str]]]
 
 @dataclass
 class MetricsConfig:
-    """The metrics keys of broker.conf and rmq-proxy.json. A field's name is the snake_case of
-    RocketMQ's key (``metrics_exporter_type`` <- ``metricsExporterType``), so BrokerConfig and
-    ProxyConfig hold fields of the same names and :meth:`of` copies them."""
+    """The metrics keys of broker.conf and rmq-proxy.json, declared once: BrokerConfig and ProxyConfig
+    inherit them. A field's name is the snake_case of RocketMQ's key (``metrics_exporter_type`` <-
+    ``metricsExporterType``)."""
 
     metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
     metrics_prom_exporter_host: str = ""  # "" binds every address
@@ -54,18 +54,13 @@ class MetricsConfig:
     metric_logging_exporter_interval_in_mills: int = 10_000
     metrics_label: str = ""  # extra labels on every point: "k1:v1,k2:v2"
 
-    @classmethod
-    def of(cls, config: object) -> MetricsConfig:
-        """The metrics fields of a BrokerConfig or ProxyConfig."""
-        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
-
     @property
-    def kind(self) -> str:
+    def metrics_kind(self) -> str:
         return self.metrics_exporter_type.upper()
 
-    def check(self) -> None:
-        """Raise ValueError with a one-line reason for a setting that cannot work."""
-        kind = self.kind
+    def check_metrics(self) -> None:
+        """Raise ValueError with a one-line reason for a metrics setting that cannot work."""
+        kind = self.metrics_kind
         if kind not in EXPORTER_TYPES:
             raise ValueError(f"metricsExporterType {self.metrics_exporter_type!r} is not one of "
                              f"{', '.join(EXPORTER_TYPES)}")
@@ -137,9 +132,9 @@ class MetricsManager:
 
     def __init__(self, config: MetricsConfig, *, node_type: str, cluster: str, node_id: str,
                  meter_name: str = "broker-meter") -> None:
-        config.check()
+        config.check_metrics()
         self.config = config
-        self.kind = config.kind
+        self.kind = config.metrics_kind
         self.labels: dict[str, str] = {"cluster": cluster, "node_type": node_type, "node_id": node_id}
         self.labels.update(parse_pairs(config.metrics_label, "metricsLabel"))
         self.meter_name = meter_name

@@ -76,7 +76,7 @@ _KEYS: dict[str, str] = {
 
 
 @dataclass
-class ProxyConfig:
+class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...) are MetricsConfig's
     rocketmq_cluster_name: str = "DefaultCluster"
     proxy_cluster_name: str = "DefaultCluster"
     proxy_name: str = field(default_factory=socket.gethostname)
@@ -118,22 +118,9 @@ class ProxyConfig:
     tls_cert_path: str = ""
     enable_acl: bool = False  # ACL 1.0: accounts of $ROCKETMQ_HOME/conf/plain_acl.yml (see proxy.acl)
     enable_acl_rpc_hook_for_cluster_mode: bool = False  # sign requests to brokers with conf/tools.yml's keys
-    # metrics (see backends.metrics); in Local mode the broker's exporter carries the proxy's metrics
-    metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
-    metrics_prom_exporter_port: int = 5557
-    metrics_prom_exporter_host: str = ""
-    metrics_grpc_exporter_target: str = ""
-    metrics_grpc_exporter_header: str = ""
-    metric_grpc_exporter_time_out_in_mills: int = 3000
-    metric_grpc_exporter_interval_in_mills: int = 60_000
-    metric_logging_exporter_interval_in_mills: int = 10_000
-    metrics_label: str = ""
     broker_config_path: str = ""
     namesrv_listen_port: int = 9876
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def metrics_config(self) -> MetricsConfig:
-        return MetricsConfig.of(self)
 
     @property
     def local_mode(self) -> bool:
@@ -157,7 +144,7 @@ class ProxyConfig:
         self.proxy_mode = self.proxy_mode.upper()
         if self.proxy_mode not in ("LOCAL", "CLUSTER"):
             raise ValueError(f"proxyMode must be LOCAL or CLUSTER, not {self.proxy_mode!r}")
-        self.metrics_config().check()
+        self.check_metrics()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None) -> ProxyConfig:

@@ -44,7 +44,7 @@ class ProxyServer:
         self._health_task: asyncio.Task[None] | None = None
         self._own_metrics = metrics is None
         self.metrics = metrics if metrics is not None else MetricsManager(
-            config.metrics_config(), node_type="proxy", cluster=config.proxy_cluster_name, node_id=config.proxy_name,
+            config, node_type="proxy", cluster=config.proxy_cluster_name, node_id=config.proxy_name,
             meter_name="proxy-meter")
         mode = "local" if config.local_mode else "cluster"
         self.metrics.gauge("rocketmq_proxy_up", lambda: [(1, {"proxy_mode": mode})], "1 while the proxy serves")

@@ -75,7 +75,7 @@ def _home() -> str:
 
 
 @dataclass
-class BrokerConfig:
+class BrokerConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...) are MetricsConfig's
     broker_cluster_name: str = "DefaultCluster"
     broker_name: str = "broker-a"
     broker_id: int = 0
@@ -137,16 +137,6 @@ class BrokerConfig:
     message_index_enable: bool = True
     max_transfer_count_on_message_in_memory: int = 32
     acl_enable: bool = False  # ACL 1.0 on the remoting port: accounts of $ROCKETMQ_HOME/conf/plain_acl.yml
-    # metrics (RocketMQ 5: BrokerConfig.metricsExporterType ...; see backends.metrics)
-    metrics_exporter_type: str = "DISABLE"  # DISABLE | PROM | OTLP_GRPC | LOG
-    metrics_prom_exporter_host: str = ""
-    metrics_prom_exporter_port: int = 5557
-    metrics_grpc_exporter_target: str = ""
-    metrics_grpc_exporter_header: str = ""
-    metric_grpc_exporter_time_out_in_mills: int = 3000
-    metric_grpc_exporter_interval_in_mills: int = 60_000
-    metric_logging_exporter_interval_in_mills: int = 10_000
-    metrics_label: str = ""
     # Keys of the file this config came from that we do not know (kept, reported by -p).
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -178,9 +168,6 @@ class BrokerConfig:
             except (KeyError, ValueError):
                 log.warning("bad messageDelayLevel entry %r ignored", item)
         return out
-
-    def metrics_config(self) -> MetricsConfig:
-        return MetricsConfig.of(self)
 
     def store_config(self) -> MessageStoreConfig:
         names = {f.name for f in dataclasses.fields(MessageStoreConfig)}
@@ -229,7 +216,7 @@ class BrokerConfig:
         if self.flush_disk_type not in ("ASYNC_FLUSH", "SYNC_FLUSH"):
             raise ConfigError(f"flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {self.flush_disk_type!r}")
         try:
-            self.metrics_config().check()
+            self.check_metrics()
         except ValueError as e:
             raise ConfigError(str(e)) from e
 

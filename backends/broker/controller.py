@@ -139,7 +139,7 @@ class BrokerController:
             config.broker_role = "SLAVE"  # no writes until the controller names this broker master
             self.replicas_manager = ReplicasManager(self)
         self.stats = BrokerStats()
-        self.metrics = MetricsManager(config.metrics_config(), node_type="broker",
+        self.metrics = MetricsManager(config, node_type="broker",
                                       cluster=config.broker_cluster_name, node_id=config.broker_name)
         register_metrics(self.metrics, self)
         self.put_message_hooks: list[PutMessageHook] = []

@@ -26,19 +26,19 @@ from proxy.config import ProxyConfig
 ])
 def test_config_check_names_the_key(cfg, error):
     with pytest.raises(ValueError, match=error):
-        cfg.check()
+        cfg.check_metrics()
 
 
 def test_config_keys_in_broker_conf_and_rmq_proxy_json():
     cfg = BrokerConfig()
     cfg.apply({"metricsExporterType": "PROM", "metricsPromExporterPort": "15557", "metricsLabel": "a:b, c:d"})
-    mc = cfg.metrics_config()
+    mc = cfg
     assert (mc.metrics_exporter_type, mc.metrics_prom_exporter_port, parse_pairs(mc.metrics_label, "x")) == ("PROM", 15557,
                                                                                      {"a": "b", "c": "d"})
     with pytest.raises(ConfigError, match="metricsExporterType 'NOPE'"):
         BrokerConfig().apply({"metricsExporterType": "NOPE"})
     pc = ProxyConfig.from_dict({"metricsExporterType": "LOG", "metricLoggingExporterIntervalInMills": 500})
-    assert pc.metrics_config().metric_logging_exporter_interval_in_mills == 500
+    assert pc.metric_logging_exporter_interval_in_mills == 500
     with pytest.raises(ValueError, match="needs metricsGrpcExporterTarget"):
         ProxyConfig.from_dict({"metricsExporterType": "OTLP_GRPC"})
 
