@@ -114,6 +114,15 @@ class PlainAclFile:
 AclSource = PlainAclConfig | PlainAclFile
 
 
+def open_plain_acl() -> PlainAclFile:
+    """The watched ``$ROCKETMQ_HOME/conf/plain_acl.yml`` of a proxy with enableACL or a broker with
+    aclEnable; AclConfigError when it cannot be used."""
+    path = default_acl_path()
+    acl = PlainAclFile(path)
+    log.info("ACL enabled: %d account(s) from %s", len(acl.current().accounts), path)
+    return acl
+
+
 def load_plain_acl(path: Path) -> PlainAclConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

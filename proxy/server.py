@@ -16,7 +16,7 @@ import logging
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from backends.acl import PlainAclFile, default_acl_path
+from backends.acl import open_plain_acl
 from backends.api import Backend
 from backends.metrics import MetricsManager
 from proxy import handlers
@@ -62,9 +62,7 @@ class ProxyServer:
         ]
         acl = None
         if self.config.enable_acl:
-            path = default_acl_path()
-            acl = PlainAccessValidator(PlainAclFile(path))
-            log.info("ACL enabled: %d account(s) from %s", len(acl.source.current().accounts), path)
+            acl = PlainAccessValidator(open_plain_acl())
         server = grpc.aio.server(options=options)
         handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None, acl)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

@@ -178,13 +178,10 @@ class BrokerController:
             if self.metrics.enabled:
                 self.remoting_server.rpc_latency = self.metrics.rpc_latency
             if self.config.acl_enable:
-                from backends.acl import PlainAclFile, default_acl_path
+                from backends.acl import open_plain_acl
                 from backends.broker.acl import RemotingAccessValidator
 
-                path = default_acl_path()
-                acl = PlainAclFile(path)
-                self.remoting_server.access_check = RemotingAccessValidator(acl).check
-                log.info("ACL enabled: %d account(s) from %s", len(acl.current().accounts), path)
+                self.remoting_server.access_check = RemotingAccessValidator(open_plain_acl()).check
             register_all(self.remoting_server, self)
             self.remoting_server.add_close_listener(self._on_connection_closed)
             if self.config.listen_port == 0:

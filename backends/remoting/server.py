@@ -155,11 +155,7 @@ class Connection(asyncio.Protocol):
         if self._access_check is not None:
             refused = self._access_check(cmd, self.remote_addr)
             if refused is not None:
-                if not cmd.flag & FLAG_ONEWAY:
-                    refused.opaque = cmd.opaque
-                    refused.flag = (refused.flag | FLAG_RESPONSE) & ~FLAG_ONEWAY
-                    refused.serialize_type = cmd.serialize_type
-                    self.write(refused)
+                self._reply(cmd, refused)
                 return
         processor = self._processors.get(cmd.code)
         if processor is None:
@@ -191,11 +187,8 @@ class Connection(asyncio.Protocol):
             except Exception as e:
                 log.exception("processor for request code %d from %s failed", cmd.code, self.remote_addr)
                 resp = cmd.response(ResponseCode.SYSTEM_ERROR, f"{type(e).__name__}: {e}")
-            if resp is not None and not cmd.flag & FLAG_ONEWAY:
-                resp.opaque = cmd.opaque
-                resp.flag = (resp.flag | FLAG_RESPONSE) & ~FLAG_ONEWAY
-                resp.serialize_type = cmd.serialize_type  # answer in the request's serialization
-                self.write(resp)
+            if resp is not None:
+                self._reply(cmd, resp)
         finally:
             if self._rpc_latency is not None:
                 self._rpc_latency.record("remoting", str(cmd.code), str(resp.code) if resp is not None else "-1",
@@ -205,6 +198,15 @@ class Connection(asyncio.Protocol):
                 self._dispatch(self._backlog.popleft())
             if self._reading_paused:
                 self._update_reading()
+
+    def _reply(self, cmd: RemotingCommand, resp: RemotingCommand) -> None:
+        """Send ``resp`` as the answer to ``cmd`` (nothing for a oneway request)."""
+        if cmd.flag & FLAG_ONEWAY:
+            return
+        resp.opaque = cmd.opaque
+        resp.flag = (resp.flag | FLAG_RESPONSE) & ~FLAG_ONEWAY
+        resp.serialize_type = cmd.serialize_type  # answer in the request's serialization
+        self.write(resp)
 
     def _update_reading(self) -> None:
         if self._transport is None or self._closed:

@@ -21,7 +21,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backends.model import (
     AppendResults,
@@ -827,10 +827,8 @@ class MessageStore:
         cp = self._checkpoint
         if cp is not None:  # a recovery must not start past the new end (it would leave a hole of zeros)
             d = cp.data
-            cp.write(CheckpointData(
-                physic_msg_timestamp=d.physic_msg_timestamp, logics_msg_timestamp=d.logics_msg_timestamp,
-                index_msg_timestamp=d.index_msg_timestamp, flushed_phy_offset=min(d.flushed_phy_offset, offset),
-                dispatched_phy_offset=min(d.dispatched_phy_offset, offset), clean_max_phy_offset=-1))
+            cp.write(replace(d, flushed_phy_offset=min(d.flushed_phy_offset, offset),
+                             dispatched_phy_offset=min(d.dispatched_phy_offset, offset), clean_max_phy_offset=-1))
 
     def drop_replica_tail(self) -> None:
         """Forget the bytes of an incomplete record (a new connection resends from the reported offset)."""
