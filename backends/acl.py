@@ -21,6 +21,7 @@ the gRPC ``authorization`` header (:mod:`proxy.acl`). Tools and Cluster-mode pro
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -189,27 +190,41 @@ def check_address_pattern(text: str, where: str) -> None:
             raise AclConfigError(f"{where}: {p!r} is not an address pattern (e.g. 192.168.1.*, 10.0.0.1-99)")
 
 
-def _octet_matches(pattern: str, value: int) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.startswith("{"):
-        return value in {int(x) for x in pattern[1:-1].split(",")}
-    lo, sep, hi = pattern.partition("-")
-    return int(lo) <= value <= int(hi) if sep else value == int(lo)
+# an address pattern, parsed: None for "*", else per octet the set of values it allows (a range as range)
+_Octets = tuple[range | frozenset[int], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(text: str) -> tuple[_Octets | None, ...]:
+    """The patterns of a (checked) white-address text, parsed once: checks run on every call."""
+    out: list[_Octets | None] = []
+    for p in _split_patterns(text):
+        if p == "*":
+            out.append(None)
+            continue
+        parts = p.split(".")
+        if len(parts) != 4:  # matches no address
+            continue
+        octets: list[range | frozenset[int]] = []
+        for o in parts:
+            if o == "*":
+                octets.append(range(0, 256))
+            elif o.startswith("{"):
+                octets.append(frozenset(int(x) for x in o[1:-1].split(",")))
+            else:
+                lo, sep, hi = o.partition("-")
+                octets.append(range(int(lo), int(hi if sep else lo) + 1))
+        out.append(tuple(octets))
+    return tuple(out)
 
 
 def address_matches(text: str, ip: str) -> bool:
+    patterns = _parsed(text)
     octets = ip.split(".")
     if len(octets) != 4 or not all(o.isdigit() for o in octets):
-        return "*" in _split_patterns(text)  # IPv6 peers match only the catch-all
+        return None in patterns  # IPv6 peers match only the catch-all
     values = [int(o) for o in octets]
-    for p in _split_patterns(text):
-        if p == "*":
-            return True
-        parts = p.split(".")
-        if len(parts) == 4 and all(_octet_matches(o, v) for o, v in zip(parts, values, strict=True)):
-            return True
-    return False
+    return any(p is None or all(v in allowed for allowed, v in zip(p, values, strict=True)) for p in patterns)
 
 
 def sign_hex(secret_key: str, text: str) -> str:
