@@ -9,10 +9,13 @@ Modules:
     receipt_handle  self-contained handles: "<POP extra info> <commitLogOffset>"
     session         client sessions rebuilt from each client's own Telemetry stream
     errors          ProxyError and remoting ResponseCode -> gRPC Code
+    tls             tls.server.mode (disabled | permissive | enforcing) and the server certificate
+    tls_relay       permissive mode: TLS and plaintext on one port, chosen by each connection's first byte
     cli             mqproxy (cluster | local | embedded)
 
 Proxy-only keys in rmq-proxy.json beyond RocketMQ's: grpcAdvertisedAddress ("host:port[;host:port]",
 put into QueryRoute/QueryAssignment answers instead of the address the client dialled),
 grpcServerProcesses (Cluster mode: N processes share grpcServerPort with SO_REUSEPORT),
-namesrvListenPort (embedded mode's NameServer), useUvloop, grpcBindAddress.
+namesrvListenPort (embedded mode's NameServer), useUvloop, grpcBindAddress, and "tls.server.mode" (RocketMQ
+sets it as a JVM system property).
 """

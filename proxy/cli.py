@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="rmq-proxy.json also takes \"enableACL\": true (accounts of $ROCKETMQ_HOME/conf/plain_acl.yml) and\n"
                "\"metricsExporterType\": \"PROM\" (http://host:metricsPromExporterPort/metrics, default 5557),\n"
-               "\"OTLP_GRPC\" (metricsGrpcExporterTarget) or \"LOG\".",
+               "\"OTLP_GRPC\" (metricsGrpcExporterTarget) or \"LOG\".\n"
+               "TLS: \"tls.server.mode\": \"permissive\" (default: TLS and plaintext on grpcServerPort), \"enforcing\"\n"
+               "or \"disabled\"; a self-signed certificate while \"tlsTestModeEnable\" is true (default), else\n"
+               "\"tlsCertPath\" / \"tlsKeyPath\" (PEM, default $ROCKETMQ_HOME/conf/tls/rocketmq.crt / .key).",
     )
     p.add_argument("-n", "--namesrvAddr", dest="namesrv", default=None,
                    help="NameServer address list, e.g. 127.0.0.1:9876;127.0.0.2:9876 (env NAMESRV_ADDR)")

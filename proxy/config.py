@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.metrics import MetricsConfig
+from proxy.tls import TlsMode
 
 log = logging.getLogger("proxy")
 
@@ -56,6 +57,7 @@ _KEYS: dict[str, str] = {
     "channelExpiredTimeout": "channel_expired_timeout",
     "grpcServerProcesses": "grpc_server_processes",
     "useUvloop": "use_uvloop",
+    "tls.server.mode": "tls_server_mode",
     "tlsTestModeEnable": "tls_test_mode_enable",
     "tlsKeyPath": "tls_key_path",
     "tlsCertPath": "tls_cert_path",
@@ -113,6 +115,7 @@ class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...)
     channel_expired_timeout: int = 120_000  # sessions without heartbeat expire after this (ms)
     grpc_server_processes: int = 1
     use_uvloop: bool = True
+    tls_server_mode: str = "permissive"  # disabled | permissive | enforcing (see proxy.tls)
     tls_test_mode_enable: bool = True
     tls_key_path: str = ""
     tls_cert_path: str = ""
@@ -144,6 +147,7 @@ class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...)
         self.proxy_mode = self.proxy_mode.upper()
         if self.proxy_mode not in ("LOCAL", "CLUSTER"):
             raise ValueError(f"proxyMode must be LOCAL or CLUSTER, not {self.proxy_mode!r}")
+        self.tls_server_mode = TlsMode.parse(self.tls_server_mode).value
         self.check_metrics()
 
     @classmethod

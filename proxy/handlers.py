@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -22,7 +22,6 @@ from google.protobuf.message import DecodeError
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from proxy.acl import AclError, PlainAccessValidator, resources_of
-from proxy.convert import parse_peer
 from proxy.namespace import namespace_of, unwrap_response, wrap_request
 
 if TYPE_CHECKING:
@@ -32,6 +31,13 @@ log = logging.getLogger("proxy")
 
 SERVICE = spb.DESCRIPTOR.services_by_name["MessagingService"]
 _CODE_NAMES = {v.number: v.name for v in pb.Code.DESCRIPTOR.values}
+
+
+class Acl(NamedTuple):
+    """The ACL's check and where a call comes from (the client's address, see ProxyServer)."""
+
+    validator: PlainAccessValidator
+    peer_of: Callable[[Any], tuple[str, int]]
 
 
 class Undecodable:
@@ -66,7 +72,7 @@ def _code_name(response: Any) -> str:
         return "-"
 
 
-def _admit(name: str, request: Any, context: Any, acl: PlainAccessValidator | None) -> tuple[str, AclError | None]:
+def _admit(name: str, request: Any, context: Any, acl: Acl | None) -> tuple[str, AclError | None]:
     """Before a call is served: its Resources rewritten to stored names when it names a namespace, then
     the ACL's check. Returns (the call's namespace or "", the ACL's refusal or None)."""
     md = context.invocation_metadata() or ()
@@ -76,7 +82,7 @@ def _admit(name: str, request: Any, context: Any, acl: PlainAccessValidator | No
     if acl is None:
         return ns, None
     try:
-        acl.validate(parse_peer(context.peer())[0], dict(md), resources_of(name, request))
+        acl.validator.validate(acl.peer_of(context)[0], dict(md), resources_of(name, request))
     except AclError as e:
         log.warning("%s from %s refused: %s", name, context.peer(), e.message)
         return ns, e
@@ -93,7 +99,7 @@ def _outgoing(response: Any, ns: str) -> Any:
     return out
 
 
-def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAccessValidator | None,
+def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: Acl | None,
            response_type: Any) -> Any:
     async def handle(request: Any, context: Any) -> Any:
         if type(request) is Undecodable:
@@ -119,7 +125,7 @@ def _unary(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAcc
     return timed
 
 
-def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None, acl: PlainAccessValidator | None,
+def _server_stream(name: str, impl: Any, latency: LatencyHistogram | None, acl: Acl | None,
                    response_type: Any) -> Any:
     async def handle(request: Any, context: Any) -> AsyncIterator[Any]:
         if type(request) is Undecodable:
@@ -145,7 +151,7 @@ async def _one(response: Any) -> AsyncIterator[Any]:
     yield response
 
 
-def _bidi_stream(name: str, impl: Any, acl: PlainAccessValidator | None) -> Any:
+def _bidi_stream(name: str, impl: Any, acl: Acl | None) -> Any:
     async def handle(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
         call_ns = namespace_of(context.invocation_metadata())
 
@@ -173,7 +179,7 @@ def _bidi_stream(name: str, impl: Any, acl: PlainAccessValidator | None) -> Any:
 
 
 def method_handlers(servicer: Any, latency: LatencyHistogram | None = None,
-                    acl: PlainAccessValidator | None = None) -> dict[str, grpc.RpcMethodHandler]:
+                    acl: Acl | None = None) -> dict[str, grpc.RpcMethodHandler]:
     """One handler per MessagingService method, calling the servicer's method of the same name;
     with ``latency``, unary and server-streaming calls are recorded in it (rocketmq_rpc_latency); with
     ``acl``, each call is checked first (a refused call gets UNAUTHORIZED / FORBIDDEN in its status)."""
@@ -196,7 +202,7 @@ def method_handlers(servicer: Any, latency: LatencyHistogram | None = None,
 
 
 def add_to_server(servicer: Any, server: grpc.aio.Server, latency: LatencyHistogram | None = None,
-                  acl: PlainAccessValidator | None = None) -> None:
+                  acl: Acl | None = None) -> None:
     handlers = method_handlers(servicer, latency, acl)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),))
     server.add_registered_method_handlers(SERVICE.full_name, handlers)

@@ -19,10 +19,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from backends.acl import open_plain_acl
 from backends.api import Backend
 from backends.metrics import MetricsManager
-from proxy import handlers
+from proxy import handlers, tls
 from proxy.acl import PlainAccessValidator
 from proxy.config import ProxyConfig
 from proxy.service import MessagingService
+from proxy.tls import TlsMode
+from proxy.tls_relay import LOOPBACK, ProtocolDetector
 
 log = logging.getLogger("proxy")
 
@@ -41,6 +43,7 @@ class ProxyServer:
         self.service = MessagingService(config, backend, port=lambda: self.port)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._detector: ProtocolDetector | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._own_metrics = metrics is None
         self.metrics = metrics if metrics is not None else MetricsManager(
@@ -62,23 +65,47 @@ class ProxyServer:
         ]
         acl = None
         if self.config.enable_acl:
-            acl = PlainAccessValidator(open_plain_acl())
+            acl = handlers.Acl(PlainAccessValidator(open_plain_acl()), self.service.peer_of)
         server = grpc.aio.server(options=options)
         handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None, acl)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         bind = self.config.grpc_bind_address or "0.0.0.0"
         host = f"[{bind}]" if ":" in bind else bind
-        self.port = server.add_insecure_port(f"{host}:{self.config.grpc_server_port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind the gRPC port {bind}:{self.config.grpc_server_port}")
+        cfg = self.config
+        public = f"{host}:{cfg.grpc_server_port}"
+        mode = TlsMode(cfg.tls_server_mode)
+        creds = None
+        if mode is not TlsMode.DISABLED:
+            creds = tls.server_credentials(cfg.tls_test_mode_enable, cfg.tls_cert_path, cfg.tls_key_path)
+        if mode is TlsMode.PERMISSIVE:  # both behind the relay on the public port
+            assert creds is not None
+            self._detector = ProtocolDetector(server.add_insecure_port(f"{LOOPBACK}:0"),
+                                              server.add_secure_port(f"{LOOPBACK}:0", creds))
+        else:
+            port = server.add_secure_port(public, creds) if creds else server.add_insecure_port(public)
+            if port == 0:
+                raise OSError(f"cannot bind the gRPC port {bind}:{cfg.grpc_server_port}")
+            self.port = port
         await server.start()
+        if self._detector is not None:
+            try:
+                self.port = await self._detector.start(bind, cfg.grpc_server_port)
+            except OSError as e:
+                await server.stop(0)
+                raise OSError(f"cannot bind the gRPC port {bind}:{cfg.grpc_server_port}: {e.strerror}") from e
+            self.service.client_of = self._detector.client_of
         self._server = server
         self.service.start()
         await self._update_health()
         self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         if self._own_metrics:
             await self.metrics.start()
-        log.info("gRPC server listening on %s:%d", bind, self.port)
+        if mode is TlsMode.DISABLED:
+            log.info("gRPC server listening on %s:%d (plaintext only, tls.server.mode disabled)", bind, self.port)
+        else:
+            cert = ("a self-signed certificate made at start (tlsTestModeEnable)" if cfg.tls_test_mode_enable
+                    else cfg.tls_cert_path or tls.default_cert_paths()[0])
+            log.info("gRPC server listening on %s:%d (tls.server.mode %s, %s)", bind, self.port, mode.value, cert)
 
     async def _update_health(self) -> None:
         try:
@@ -104,6 +131,9 @@ class ProxyServer:
             self._health_task = None
         await self.health.enter_graceful_shutdown()
         await self.service.stop()
+        if self._detector is not None:
+            await self._detector.close()
+            self._detector = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -185,6 +185,8 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         self._rr = itertools.count()
         self._renewals: dict[str, _Renewal] = {}
         self._renew_task: asyncio.Task[None] | None = None
+        # the client behind a connection the gRPC server sees (set when a relay stands in between)
+        self.client_of: Callable[[str, int], tuple[str, int]] | None = None
         backend.set_transaction_check_listener(self.on_transaction_check)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -204,6 +206,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         await self.sessions.stop()
 
     # -- helpers -----------------------------------------------------------------------------------
+    def peer_of(self, context: Any) -> tuple[str, int]:
+        """The calling client's (host, port)."""
+        host, port = parse_peer(context.peer())
+        return self.client_of(host, port) if self.client_of is not None else (host, port)
+
     async def _topic(self, topic: str) -> _CachedTopic:
         now = time.monotonic()
         c = self._topics.get(topic)
@@ -440,7 +447,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             if not c.write_queues:
                 raise ProxyError(C.FORBIDDEN, f"topic {topic} has no writable queue")
             topic_type = c.config.message_type if (c.config and cfg.enable_topic_message_type_check) else None
-            born_host = parse_peer(context.peer())
+            born_host = self.peer_of(context)
             wq = c.write_queues
             n = len(wq)
             rr_slot = wq[next(self._rr) % n]

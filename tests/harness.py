@@ -163,16 +163,18 @@ def server(args: Sequence[str], home: Path, boot_line: str, env: dict[str, str] 
         p.stop()
 
 
-def run_sdk_script(script: str, *args: str, timeout: float = 120.0,
-                   python: Path = SDK_PYTHON) -> subprocess.CompletedProcess[str]:
-    """Run a script from tests/sdk/python with the official SDK's own venv; raises on a non-zero exit."""
+def run_sdk_script(script: str, *args: str, timeout: float = 120.0, python: Path = SDK_PYTHON,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a script from tests/sdk/python with the official SDK's own venv (``env``: more environment);
+    raises on a non-zero exit."""
     if not python.exists():
         raise FileNotFoundError(
             f"{python} missing: create it with `python3 -m venv .venv-sdk && "
             ".venv-sdk/bin/pip install rocketmq-python-client==5.1.2` (.ci/run does this)"
         )
     path = REPO / "tests" / "sdk" / "python" / script
-    cp = subprocess.run([str(python), str(path), *args], capture_output=True, text=True, timeout=timeout)
+    cp = subprocess.run([str(python), str(path), *args], capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **env} if env else None)
     if cp.returncode != 0:
         raise AssertionError(f"{script} {' '.join(args)} failed ({cp.returncode}):\n{cp.stdout}\n{cp.stderr}")
     return cp

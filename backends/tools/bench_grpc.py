@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import random
+import ssl
 import subprocess
 import sys
 import time
@@ -66,6 +67,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    help="e2e: consumer loops (default max(4, concurrency/4))")
     p.add_argument("--bare", action="store_true", help="run against a no-op grpc.aio server only")
     p.add_argument("--compare-bare", action="store_true", help="also run against a no-op server; print the ratio")
+    p.add_argument("--tls", action="store_true",
+                   help="connect with TLS, trusting the certificate the proxy shows (as the Java and Go SDKs do)")
     return p.parse_args(argv[1:])
 
 
@@ -73,9 +76,14 @@ def _md() -> tuple[tuple[str, str], ...]:
     return (("x-mq-client-id", f"mqbench-{os.getpid()}-{uuid.uuid4().hex[:8]}"), ("x-mq-language", "PYTHON"))
 
 
-def _channels(endpoint: str, n: int) -> list[grpc.aio.Channel]:
+def _channels(endpoint: str, n: int, tls: bool = False) -> list[grpc.aio.Channel]:
     opts = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", 64 << 20)]
-    return [grpc.aio.insecure_channel(endpoint, options=opts) for _ in range(max(1, n))]
+    if not tls:
+        return [grpc.aio.insecure_channel(endpoint, options=opts) for _ in range(max(1, n))]
+    host, _, port = endpoint.rpartition(":")
+    shown = ssl.get_server_certificate((host.strip("[]"), int(port)), timeout=10).encode()
+    creds = grpc.ssl_channel_credentials(root_certificates=shown)
+    return [grpc.aio.secure_channel(endpoint, creds, options=opts) for _ in range(max(1, n))]
 
 
 async def _route(stub: Any, md: Any, topic: str) -> list[pb.MessageQueue]:
@@ -257,7 +265,7 @@ async def _ack(stub: Any, md: Any, ack: Any, stats: Stats) -> None:
 
 
 async def run(a: argparse.Namespace, mode: str, endpoint: str, label: str) -> Stats:
-    chans = _channels(endpoint, a.channels)
+    chans = _channels(endpoint, a.channels, a.tls and label != "bare")  # the no-op server is plaintext
     stubs = [service_pb2_grpc.MessagingServiceStub(c) for c in chans]
     md = _md()
     stats = Stats()

@@ -1,11 +1,13 @@
 """Send N messages, then receive and ack them all (or until a deadline).
 
 usage: send_receive.py ENDPOINT TOPIC GROUP N
+With SDK_TLS=1 in the environment the clients connect with TLS (the SDK's ``tls_enable``).
 Prints RESULT {"sent": [ids], "received": [ids], "errors": [...]}.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -17,7 +19,8 @@ def main() -> None:
     endpoint, topic, group, n = sys.argv[1:5]
     cfg = ClientConfiguration(endpoint, Credentials(), request_timeout=10)
     errors: list[str] = []
-    producer = Producer(cfg, (topic,))
+    tls = os.environ.get("SDK_TLS") == "1"
+    producer = Producer(cfg, (topic,), tls_enable=tls)
     producer.startup()
     sent: list[str] = []
     for i in range(int(n)):
@@ -25,7 +28,7 @@ def main() -> None:
         msg.topic, msg.body, msg.tag = topic, f"body-{i}".encode(), "m"
         sent.append(producer.send(msg).message_id)
     producer.shutdown()
-    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5)
+    consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5, tls_enable=tls)
     consumer.startup()
     seen: list[str] = []
     deadline = time.monotonic() + 60
