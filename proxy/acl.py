@@ -2,7 +2,8 @@
 ``plain_acl.yml`` (the rules are :mod:`backends.acl`'s).
 
 The official SDKs sign every call: header ``x-mq-date-time`` (``20221110T104405Z``) and
-``authorization: MQv2-HMAC-SHA1 Credential=<accessKey>, SignedHeaders=x-mq-date-time, Signature=<hex>``,
+``authorization: MQv2-HMAC-SHA1 Credential=<accessKey>, SignedHeaders=x-mq-date-time, Signature=<hex>``
+(the Go SDK: ``Credential=<accessKey>//Rocketmq``),
 the signature being HMAC-SHA1 of the date-time with the account's secret key. A refused call answers
 UNAUTHORIZED (40100) for a missing or wrong key or signature, FORBIDDEN (40300) for a permission.
 The resources of each RPC follow RocketMQ's PlainAccessValidator: a send, EndTransaction or recall needs
@@ -13,13 +14,28 @@ on the topic and the group; a heartbeat SUB on its group; the others only a vali
 from __future__ import annotations
 
 import hmac
-import re
 from typing import Any
 
 from backends.acl import PUB, SUB, AclDenied, AclSource, Resource, check_access, sign_hex
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 
-_AUTH = re.compile(r"^MQv2-HMAC-SHA1 Credential=([^,]*), SignedHeaders=([^,]*), Signature=([0-9a-fA-F]*)$")
+
+def parse_authorization(header: str) -> tuple[str | None, str]:
+    """(access key, lower-case signature hex) of an ``authorization`` header, read as RocketMQ reads it:
+    ``<algorithm> key=value, key=value``; the access key is Credential's text before the first ``/``
+    (the Go SDK sends ``Credential=<ak>//Rocketmq``, the Java and Python SDKs ``Credential=<ak>``).
+    (None, "") when there is no Credential."""
+    _, _, items = header.partition(" ")
+    access_key: str | None = None
+    signature = ""
+    for item in items.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "Credential":
+            access_key = value.split("/", 1)[0]
+        elif key == "Signature":
+            signature = value.lower()
+    return access_key, signature
+
 
 
 class AclError(Exception):
@@ -53,8 +69,7 @@ class PlainAccessValidator:
 
     def validate(self, remote_ip: str, metadata: dict[str, str], resources: list[Resource]) -> None:
         """Raise AclError for a call that may not go on."""
-        m = _AUTH.match(metadata.get("authorization", ""))
-        access_key, signature = (m.group(1), m.group(3).lower()) if m else (None, "")
+        access_key, signature = parse_authorization(metadata.get("authorization", ""))
         date_time = metadata.get("x-mq-date-time", "")
         try:
             check_access(self.source.current(), remote_ip, access_key,

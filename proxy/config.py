@@ -5,6 +5,8 @@ Unknown keys are kept (``extra``) and warned about; ``$ROCKETMQ_HOME/conf/...`` 
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import logging
 import os
@@ -148,6 +150,7 @@ class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...)
         if self.proxy_mode not in ("LOCAL", "CLUSTER"):
             raise ValueError(f"proxyMode must be LOCAL or CLUSTER, not {self.proxy_mode!r}")
         self.tls_server_mode = TlsMode.parse(self.tls_server_mode).value
+        advertised_addresses(self.grpc_advertised_address)
         self.check_metrics()
 
     @classmethod
@@ -164,6 +167,45 @@ class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...)
         if not cfg.namesrv_addr:
             cfg.namesrv_addr = os.environ.get("NAMESRV_ADDR", "")
         return cfg
+
+
+@functools.lru_cache(maxsize=8)
+def advertised_addresses(text: str) -> tuple[tuple[str, int | None], ...]:
+    """``grpcAdvertisedAddress`` -> ((host, port or None for the serving port), ...): entries split by
+    ``;``, each ``host[:port]``, ``[ipv6][:port]`` or a bare IPv6 address. All entries must be of one
+    kind, and a domain name comes alone (the Java SDK refuses several addresses of the domain scheme)."""
+    out: list[tuple[str, int | None]] = []
+    for item in (i.strip() for i in text.split(";")):
+        if not item:
+            continue
+        host, port = item, ""
+        if item.startswith("["):
+            host, bracket, rest = item[1:].partition("]")
+            ok = bool(bracket) and (rest == "" or rest.startswith(":"))
+            port = rest[1:]
+        else:
+            ok = True
+            if item.count(":") == 1:
+                host, _, port = item.partition(":")
+        ok = ok and bool(host) and (":" not in host or address_kind(host) == "ipv6")
+        ok = ok and (port == "" or (port.isdigit() and 0 < int(port) < 65536))
+        if not ok:
+            raise ValueError(f"grpcAdvertisedAddress: bad address {item!r} (host:port, [ipv6]:port or host)")
+        out.append((host, int(port) if port else None))
+    kinds = {address_kind(h) for h, _ in out}
+    if len(kinds) > 1:
+        raise ValueError(f"grpcAdvertisedAddress {text!r}: mixes IPv4, IPv6 and domain names")
+    if kinds == {"domain"} and len(out) > 1:
+        raise ValueError(f"grpcAdvertisedAddress {text!r}: one domain name only (SDKs resolve it themselves)")
+    return tuple(out)
+
+
+def address_kind(host: str) -> str:
+    """"ipv4", "ipv6" or "domain"."""
+    try:
+        return "ipv4" if ipaddress.ip_address(host).version == 4 else "ipv6"
+    except ValueError:
+        return "domain"
 
 
 def _coerce(value: Any, typ: Any) -> Any:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
 from backends.api import (
     Backend,
     BackendError,
@@ -39,7 +41,7 @@ from protos.apache.rocketmq.v2 import service_pb2 as spb
 from protos.apache.rocketmq.v2 import service_pb2_grpc
 from proxy import receipt_handle as rh
 from proxy import validation as v
-from proxy.config import ProxyConfig
+from proxy.config import ProxyConfig, address_kind, advertised_addresses
 from proxy.convert import (
     duration_to_ms,
     java_hash,
@@ -94,6 +96,12 @@ def error_status(exc: BaseException) -> pb.Status:
         return status(C.PROXY_TIMEOUT, "timed out waiting for the broker")
     log.exception("internal error", exc_info=exc)
     return status(C.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+async def _end_telemetry(context: Any, st: pb.Status) -> None:
+    """End a Telemetry call as RocketMQ's ClientActivity.processTelemetryException does."""
+    code = grpc.StatusCode.INVALID_ARGUMENT if C.BAD_REQUEST <= st.code < C.INTERNAL_ERROR else grpc.StatusCode.INTERNAL
+    await context.abort(code, f"process client telemetryCommand failed. {pb.Code.Name(st.code)}: {st.message}")
 
 
 def _overall_status(entries: Any) -> pb.Status:
@@ -231,18 +239,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         return c
 
     def _endpoints(self, requested: pb.Endpoints | None) -> pb.Endpoints:
-        adv = self.config.grpc_advertised_address
+        adv = advertised_addresses(self.config.grpc_advertised_address)
         if adv:
-            eps = pb.Endpoints()
-            for item in adv.split(";"):
-                item = item.strip()
-                if not item:
-                    continue
-                host, _, port = item.rpartition(":")
-                if not host:
-                    host, port = item, str(self._port())
-                eps.addresses.add(host=host, port=int(port))
-            eps.scheme = _scheme_of(eps.addresses[0].host) if eps.addresses else pb.AddressScheme.IPv4  # type: ignore[assignment]
+            eps = pb.Endpoints(scheme=_scheme_of(adv[0][0]))  # type: ignore[arg-type]
+            for host, port in adv:
+                eps.addresses.add(host=host, port=port or self._port())
             return eps
         if requested is not None and requested.addresses:
             return requested
@@ -332,14 +333,18 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
 
     # -- Telemetry ---------------------------------------------------------------------------------
     async def Telemetry(self, request_iterator: Any, context: Any) -> AsyncIterator[spb.TelemetryCommand]:
+        """A client's settings are answered on the stream; settings that cannot be applied end the call
+        with a gRPC error, as RocketMQ's proxy ends it (INVALID_ARGUMENT for a 4xxxx code, else INTERNAL):
+        the Java and Go SDKs then fail their start with the reason instead of waiting for settings."""
         try:
             cid = _client_id(context)
         except ProxyError as e:
-            yield spb.TelemetryCommand(status=status(e.code, e.message))
+            await _end_telemetry(context, error_status(e))
             return
         out: asyncio.Queue[spb.TelemetryCommand | None] = asyncio.Queue()
+        failed: list[pb.Status] = []
         self.sessions.attach(cid, out)
-        reader = asyncio.get_running_loop().create_task(self._telemetry_reader(cid, request_iterator, out))
+        reader = asyncio.get_running_loop().create_task(self._telemetry_reader(cid, request_iterator, out, failed))
         try:
             while True:
                 cmd = await out.get()
@@ -349,9 +354,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         finally:
             reader.cancel()
             self.sessions.detach(cid, out)
+        if failed:
+            await _end_telemetry(context, failed[0])
 
     async def _telemetry_reader(self, cid: str, request_iterator: Any,
-                                out: asyncio.Queue[spb.TelemetryCommand | None]) -> None:
+                                out: asyncio.Queue[spb.TelemetryCommand | None], failed: list[pb.Status]) -> None:
         try:
             async for cmd in request_iterator:
                 which = cmd.WhichOneof("command")
@@ -359,7 +366,8 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     try:
                         out.put_nowait(await self.apply_settings(cid, cmd.settings))
                     except Exception as e:
-                        out.put_nowait(spb.TelemetryCommand(status=error_status(e)))
+                        failed.append(error_status(e))
+                        break
                 # thread_stack_trace / verify_message_result answers need nothing back
         except asyncio.CancelledError:
             raise
@@ -522,8 +530,6 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             v.validate_body(m.body, cfg)
         if sp.tag:
             v.validate_tag(sp.tag)
-        elif sp.HasField("tag"):
-            v.validate_tag(sp.tag)
         if sp.keys:
             for k in sp.keys:
                 v.validate_key(k)
@@ -531,7 +537,7 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             v.validate_user_properties(m.user_properties, cfg)
         mtype = sp.message_type or _MT_NORMAL
         group = None
-        if sp.HasField("message_group"):
+        if sp.message_group:  # empty: no group, as RocketMQ takes it
             group = sp.message_group
             v.validate_message_group(group, cfg)
         if sp.HasField("delivery_timestamp"):
@@ -832,7 +838,9 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             if not request.message_id.strip():
                 raise ProxyError(C.ILLEGAL_MESSAGE_ID, "message id cannot be empty")
             if request.resolution not in (pb.TransactionResolution.COMMIT, pb.TransactionResolution.ROLLBACK):
-                raise ProxyError(C.BAD_REQUEST, "transaction resolution must be COMMIT or ROLLBACK")
+                # UNKNOWN, as RocketMQ's proxy takes it: the half message stays and is checked again later
+                # (the Go SDK sends TRANSACTION_RESOLUTION_UNSPECIFIED when its checker answers UNKNOWN)
+                return spb.EndTransactionResponse(status=OK_STATUS)
             broker = await self._broker_of_offset_id(topic, request.transaction_id)
             await self.backend.end_transaction(
                 broker, topic, topic, request.message_id, request.transaction_id,
@@ -969,13 +977,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         return spb.SyncLiteSubscriptionResponse(status=status(C.UNSUPPORTED, "lite topics are not supported"))
 
 
+_SCHEMES = {"ipv4": pb.AddressScheme.IPv4, "ipv6": pb.AddressScheme.IPv6, "domain": pb.AddressScheme.DOMAIN_NAME}
+
+
 def _scheme_of(host: str) -> int:
-    if ":" in host:
-        return pb.AddressScheme.IPv6
-    parts = host.split(".")
-    if len(parts) == 4 and all(p.isdigit() for p in parts):
-        return pb.AddressScheme.IPv4
-    return pb.AddressScheme.DOMAIN_NAME
+    return _SCHEMES[address_kind(host)]
 
 
 def _broker_of_recall_handle(handle: str) -> str | None:

@@ -58,8 +58,10 @@ def validate_group(group: str) -> None:
         raise ProxyError(C.ILLEGAL_CONSUMER_GROUP, f"cannot use system consumer group {group}")
 
 
+# As RocketMQ's GrpcValidator / SendMessageActivity: an empty tag, key or message group is no value and
+# passes (the Go SDK sends a present but empty field for SetTag("")); a blank one is refused.
 def validate_tag(tag: str) -> None:
-    if tag.isalnum():
+    if not tag or tag.isalnum():
         return
     if not tag.strip():
         raise ProxyError(C.ILLEGAL_MESSAGE_TAG, "tag cannot be blank")
@@ -70,6 +72,8 @@ def validate_tag(tag: str) -> None:
 
 
 def validate_key(key: str) -> None:
+    if not key:
+        return
     if not key.strip():
         raise ProxyError(C.ILLEGAL_MESSAGE_KEY, "key cannot be blank")
     if _has_control(key):
@@ -77,6 +81,8 @@ def validate_key(key: str) -> None:
 
 
 def validate_message_group(group: str, cfg: ProxyConfig) -> None:
+    if not group:
+        return
     if not group.strip():
         raise ProxyError(C.ILLEGAL_MESSAGE_GROUP, "message group cannot be blank")
     if len(group.encode()) >= cfg.max_message_group_size:

@@ -8,7 +8,7 @@ from backends.acl import DENY, PUB, SUB, AclConfigError, address_matches, parse_
 from backends.acl import sign_hex as sign
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
-from proxy.acl import AclError, PlainAccessValidator, resources_of
+from proxy.acl import AclError, PlainAccessValidator, parse_authorization, resources_of
 
 CONFIG = {
     "globalWhiteRemoteAddresses": ["10.10.103.*"],
@@ -63,6 +63,19 @@ def test_decisions():
     assert check("127.0.0.1", md("ops", "ops-sk"), [("denied", False, PUB)]) == ok  # admin
     assert check("10.10.103.9", {}, [("denied", False, PUB)]) == ok  # global white list
     assert check("192.168.1.1", md("lan", "not-checked"), [("denied", False, PUB)]) == ok  # account's list
+
+
+def test_authorization_headers_of_each_sdk():
+    when = "20261126T120000Z"
+    sig = sign("sk", when)
+    go = f"MQv2-HMAC-SHA1 Credential=app//Rocketmq, SignedHeaders=x-mq-date-time, Signature={sig}"
+    assert parse_authorization(go) == ("app", sig)  # Go SDK (client.go): <ak>/<namespace>/Rocketmq
+    assert parse_authorization(md("app", "sk")["authorization"]) == ("app", sig)  # Java, Python, Node
+    assert parse_authorization("MQv2-HMAC-SHA1 Credential=, SignedHeaders=x-mq-date-time, Signature=") == ("", "")
+    assert parse_authorization("") == (None, "")
+    assert check("127.0.0.1", {"x-mq-date-time": when, "authorization": go}, [("pubsub", False, PUB)]) == 0
+    bad = go.replace("Credential=app", "Credential=nobody")
+    assert check("127.0.0.1", {"x-mq-date-time": when, "authorization": bad}, []) == int(pb.Code.UNAUTHORIZED)
 
 
 def test_resources_of_each_rpc():

@@ -118,6 +118,8 @@ async def test_message_group_consistent_hash(env):
         (dict(body=b""), C.MESSAGE_BODY_EMPTY),
         (dict(body=b"x" * (4 * 1024 * 1024 + 1)), C.MESSAGE_BODY_TOO_LARGE),
         (dict(tag="a|b"), C.ILLEGAL_MESSAGE_TAG),
+        (dict(tag=" "), C.ILLEGAL_MESSAGE_TAG),
+        (dict(tag="", keys=["", "k"], message_group=""), C.OK),  # empty is no value (the Go SDK sends these)
         (dict(keys=[" "]), C.ILLEGAL_MESSAGE_KEY),
         (dict(mid=""), C.ILLEGAL_MESSAGE_ID),
         (dict(message_group="g" * 64, message_type=pb.MessageType.FIFO), C.ILLEGAL_MESSAGE_GROUP),
@@ -278,6 +280,22 @@ async def test_receive_tag_filter(env):
     assert env.backend.last_pop[1].expression_type == "TAG"
 
 
+async def test_telemetry_settings_refused_end_the_call(env):
+    """As RocketMQ's proxy: settings that cannot be applied end the stream with INVALID_ARGUMENT (the Go
+    SDK waits for a settings answer forever otherwise), a missing client id too."""
+    cons = spb.TelemetryCommand()
+    cons.settings.client_type = pb.ClientType.SIMPLE_CONSUMER
+    cons.settings.subscription.group.name = "bad group!"
+    for md in (MD, ()):
+        call = env.stub.Telemetry(iter([cons]), metadata=md, timeout=10)
+        with pytest.raises(grpc.aio.AioRpcError) as ei:
+            async for _ in call:
+                pass
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        want = "ILLEGAL_CONSUMER_GROUP" if md else "CLIENT_ID_REQUIRED"
+        assert ei.value.details().startswith(f"process client telemetryCommand failed. {want}: "), ei.value.details()
+
+
 async def test_telemetry_settings(env):
     env.backend.groups["FG"] = SubscriptionGroupConfig("FG", consume_message_orderly=True, retry_max_times=5)
     q: asyncio.Queue = asyncio.Queue()
@@ -362,6 +380,12 @@ async def test_end_transaction_recall_dlq(env):
     req.transaction_id = "RAW 100 3 broker-b"
     assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.OK
     assert env.backend.ended[-1][0] == "broker-b"
+    # an unspecified resolution (the Go SDK's UNKNOWN) is taken as UNKNOWN: OK, nothing ended
+    ended = len(env.backend.ended)
+    req.resolution = pb.TransactionResolution.TRANSACTION_RESOLUTION_UNSPECIFIED
+    assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.OK
+    assert len(env.backend.ended) == ended
+    req.resolution = pb.TransactionResolution.COMMIT
     req.transaction_id = "garbage"
     assert (await env.stub.EndTransaction(req, metadata=MD)).status.code == C.INVALID_TRANSACTION_ID
     req.transaction_id = ""

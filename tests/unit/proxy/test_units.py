@@ -11,7 +11,7 @@ from backends.model import MessageConst, MessageExt, SysFlag
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from proxy import receipt_handle as rh
 from proxy import validation as v
-from proxy.config import ProxyConfig
+from proxy.config import ProxyConfig, advertised_addresses
 from proxy.convert import java_hash, parse_peer, to_message, to_pb_message
 from proxy.errors import ProxyError
 
@@ -34,6 +34,18 @@ def test_config_keys_defaults_and_unknown(tmp_path, caplog, monkeypatch):
     assert "bogusKey" in caplog.text
     d = ProxyConfig()
     assert (d.grpc_server_port, d.max_message_size, d.min_invisible_time_mills_for_recv) == (8081, 4194304, 10000)
+
+
+def test_advertised_addresses():
+    assert advertised_addresses("10.0.0.1:8081; 10.0.0.2") == (("10.0.0.1", 8081), ("10.0.0.2", None))
+    assert advertised_addresses("[::1]:18081;fe80::1") == (("::1", 18081), ("fe80::1", None))
+    assert advertised_addresses("mq.example.com:443") == (("mq.example.com", 443),)
+    for bad, why in (("a.example:8081;b.example:8081", "one domain name only"),
+                     ("10.0.0.1:8081;mq.example.com:8081", "mixes"), ("10.0.0.1:http", "bad address"),
+                     ("10.0.0.1:70000", "bad address"), ("[::1", "bad address"),
+                     ("a:b:c", "bad address")):
+        with pytest.raises(ValueError, match=why):
+            ProxyConfig.from_dict({"grpcAdvertisedAddress": bad})
 
 
 def test_config_rocketmq_home(tmp_path, monkeypatch):
@@ -96,7 +108,9 @@ def test_message_field_rules():
     assert _code(v.validate_tag, "TagA") == C.OK
     assert _code(v.validate_key, " ") == C.ILLEGAL_MESSAGE_KEY
     assert _code(v.validate_key, "k\n") == C.ILLEGAL_MESSAGE_KEY
-    assert _code(v.validate_message_group, "", cfg) == C.ILLEGAL_MESSAGE_GROUP
+    assert _code(v.validate_message_group, " ", cfg) == C.ILLEGAL_MESSAGE_GROUP
+    # empty is no value (RocketMQ skips it; the Go SDK sends empty fields)
+    assert _code(v.validate_message_group, "", cfg) == _code(v.validate_tag, "") == _code(v.validate_key, "") == C.OK
     assert _code(v.validate_message_group, "g" * 64, cfg) == C.ILLEGAL_MESSAGE_GROUP
     assert _code(v.validate_message_group, "g" * 63, cfg) == C.OK
     assert _code(v.validate_message_group, "g\x00", cfg) == C.ILLEGAL_MESSAGE_GROUP
