@@ -21,14 +21,16 @@ from proxy.tls import TLS_RECORD_HANDSHAKE
 log = logging.getLogger("proxy")
 
 LOOPBACK = "127.0.0.1"
+FIRST_BYTE_TIMEOUT_S = 120.0  # as gRPC's server handshake timeout: a silent connection is closed
 
 
 class ProtocolDetector:
     """Listens on the public port and relays each connection to ``plain_port`` or ``tls_port`` on
     127.0.0.1 by its first byte."""
 
-    def __init__(self, plain_port: int, tls_port: int) -> None:
+    def __init__(self, plain_port: int, tls_port: int, first_byte_timeout: float = FIRST_BYTE_TIMEOUT_S) -> None:
         self.plain_port = plain_port
+        self.first_byte_timeout = first_byte_timeout
         self.tls_port = tls_port
         # local port of a relayed connection to the gRPC server -> the client's (host, port)
         self.peers: dict[int, tuple[str, int]] = {}
@@ -65,11 +67,13 @@ class _ClientSide(asyncio.Protocol):
         self.client: tuple[str, int] = ("", 0)
         self.local_port = 0
         self.closed = False
+        self.silence: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
         peer = transport.get_extra_info("peername") or ("", 0)
         self.client = (str(peer[0]), int(peer[1]))
+        self.silence = asyncio.get_running_loop().call_later(self.detector.first_byte_timeout, self._close)
 
     def data_received(self, data: bytes) -> None:
         if self.upstream is not None:
@@ -78,7 +82,8 @@ class _ClientSide(asyncio.Protocol):
         first = not self.pending
         self.pending += data
         if first:
-            assert self.transport is not None
+            assert self.transport is not None and self.silence is not None
+            self.silence.cancel()
             self.transport.pause_reading()
             tls = data[0] == TLS_RECORD_HANDSHAKE
             port = self.detector.tls_port if tls else self.detector.plain_port
@@ -123,6 +128,8 @@ class _ClientSide(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.silence is not None:
+            self.silence.cancel()
         if self.transport is not None:
             self.transport.close()
         if self.upstream is not None:

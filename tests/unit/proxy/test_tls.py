@@ -170,6 +170,17 @@ async def test_relay_picks_by_first_byte_keeps_the_client_address_and_streams_bo
         tls_up.close()
 
 
+async def test_relay_closes_a_silent_connection():
+    detector = ProtocolDetector(1, 1, first_byte_timeout=0.2)
+    port = await detector.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the relay, nothing relayed
+        writer.close()
+    finally:
+        await detector.close()
+
+
 async def _until(cond: object) -> None:
     while not cond():  # type: ignore[operator]
         await asyncio.sleep(0.01)
