@@ -21,6 +21,7 @@ import enum
 import ipaddress
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import grpc
@@ -57,6 +58,11 @@ def load_key_pair(cert_path: str, key_path: str) -> tuple[bytes, bytes]:
             raise ValueError(f"{what} {path}: {e.strerror or e} (or set tlsTestModeEnable to true)") from None
         if b"-----BEGIN" not in out[-1]:
             raise ValueError(f"{what} {path}: not a PEM file")
+    try:  # the pair checked now, not at the first client's handshake
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path, password=lambda: b"")
+    except ssl.SSLError as e:
+        raise ValueError(f"tlsCertPath {cert_path} / tlsKeyPath {key_path}: {e.reason or e} "
+                         "(a certificate and its unencrypted private key, PEM)") from None
     return out[0], out[1]
 
 

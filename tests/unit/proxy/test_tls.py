@@ -41,6 +41,10 @@ def test_key_pair_files(tmp_path: Path):
     (tmp_path / "junk").write_text("hello")
     with pytest.raises(ValueError, match="tlsCertPath .*junk: not a PEM file"):
         load_key_pair(str(tmp_path / "junk"), str(tmp_path / "k.pem"))
+    _, other_key = self_signed()
+    (tmp_path / "other.pem").write_bytes(other_key)
+    with pytest.raises(ValueError, match="KEY_VALUES_MISMATCH"):
+        load_key_pair(str(tmp_path / "c.pem"), str(tmp_path / "other.pem"))
     info = ssl._ssl._test_decode_cert(str(tmp_path / "c.pem"))  # type: ignore[attr-defined]
     assert ("DNS", "rocketmq.example") in info["subjectAltName"]
     assert ("IP Address", "10.1.2.3") in info["subjectAltName"]
