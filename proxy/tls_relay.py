@@ -68,6 +68,7 @@ class _ClientSide(asyncio.Protocol):
         self.local_port = 0
         self.closed = False
         self.silence: asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no subclasses
@@ -79,15 +80,13 @@ class _ClientSide(asyncio.Protocol):
         if self.upstream is not None:
             self.upstream.write(data)
             return
-        first = not self.pending
+        # the first bytes: reading pauses until the connection to the gRPC server is made
+        assert self.transport is not None and self.silence is not None and self.connecting is None
+        self.silence.cancel()
+        self.transport.pause_reading()
         self.pending += data
-        if first:
-            assert self.transport is not None and self.silence is not None
-            self.silence.cancel()
-            self.transport.pause_reading()
-            tls = data[0] == TLS_RECORD_HANDSHAKE
-            port = self.detector.tls_port if tls else self.detector.plain_port
-            asyncio.get_running_loop().create_task(self._connect(port))
+        port = self.detector.tls_port if data[0] == TLS_RECORD_HANDSHAKE else self.detector.plain_port
+        self.connecting = asyncio.get_running_loop().create_task(self._connect(port))
 
     async def _connect(self, port: int) -> None:
         loop = asyncio.get_running_loop()
