@@ -26,8 +26,6 @@ from pathlib import Path
 
 import grpc
 
-TLS_RECORD_HANDSHAKE = 0x16  # the first byte of a ClientHello's TLS record
-
 
 class TlsMode(enum.Enum):
     DISABLED = "disabled"
