@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +42,37 @@ def test_python_sdk_over_tls_and_plaintext_on_one_port(tls_stack):
                                         env={**_roots(st), "SDK_TLS": tls}, timeout=150).stdout)
         assert not r["errors"], (tls, r)
         assert len(r["sent"]) == 4 and set(r["sent"]) <= set(r["received"]), (tls, r)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_relay_process_ends_with_a_killed_proxy(tls_stack):
+    broker = tls_stack.procs[-1].proc
+    relays = _children(broker.pid)
+    assert len(relays) == 1, relays
+    broker.kill()  # SIGKILL: no shutdown code runs
+    broker.wait(10)
+    deadline = time.monotonic() + 10
+    while _running(relays[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(relays[0]), "the relay outlived the proxy"
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (Z) has ended; whoever adopted it may not have reaped it yet
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @needs_node_sdk

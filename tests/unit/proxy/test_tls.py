@@ -185,6 +185,16 @@ async def test_relay_closes_a_silent_connection():
         await detector.close()
 
 
+async def test_relay_process_is_started_again_when_it_dies():
+    async with proxy() as server:
+        detector = server._detector
+        assert detector is not None and detector._proc is not None
+        first = detector._proc
+        first.kill()
+        await asyncio.wait_for(_until(lambda: detector._proc is not first), 10)
+        assert await works(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+
+
 async def _until(cond: object) -> None:
     while not cond():  # type: ignore[operator]
         await asyncio.sleep(0.01)
