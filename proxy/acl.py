@@ -37,7 +37,6 @@ def parse_authorization(header: str) -> tuple[str | None, str]:
     return access_key, signature
 
 
-
 class AclError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)

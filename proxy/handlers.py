@@ -82,9 +82,10 @@ def _admit(name: str, request: Any, context: Any, acl: Acl | None) -> tuple[str,
     if acl is None:
         return ns, None
     try:
-        acl.validator.validate(acl.peer_of(context)[0], dict(md), resources_of(name, request))
+        host, port = acl.peer_of(context)
+        acl.validator.validate(host, dict(md), resources_of(name, request))
     except AclError as e:
-        log.warning("%s from %s refused: %s", name, context.peer(), e.message)
+        log.warning("%s from %s:%d refused: %s", name, host, port, e.message)
         return ns, e
     return ns, None
 
