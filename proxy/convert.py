@@ -47,6 +47,8 @@ def parse_peer(peer: str | None) -> tuple[str, int]:
     host = host.strip("[]") or "127.0.0.1"
     if "%" in host:
         host = host.split("%", 1)[0]
+    if host.startswith("::ffff:") and "." in host:  # an IPv4 client of a dual-stack listener
+        host = host[7:]
     try:
         return (host, int(port))
     except ValueError:

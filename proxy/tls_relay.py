@@ -236,7 +236,10 @@ class Relay:
             except OSError:  # e.g. out of file descriptors: try again on the next readiness
                 return
             sock.setblocking(False)
-            w = _Waiting(sock, (str(addr[0]), int(addr[1])), time.monotonic() + self.first_byte_timeout)
+            host = str(addr[0])
+            if host.startswith("::ffff:") and "." in host:  # an IPv4 client of a dual-stack listener
+                host = host[7:]
+            w = _Waiting(sock, (host, int(addr[1])), time.monotonic() + self.first_byte_timeout)
             self.waiting.add(w)
             self.sel.register(sock, selectors.EVENT_READ, w)
 

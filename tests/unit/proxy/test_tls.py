@@ -174,6 +174,25 @@ async def test_relay_picks_by_first_byte_keeps_the_client_address_and_streams_bo
         tls_up.close()
 
 
+async def test_relay_on_a_dual_stack_port_names_ipv4_clients_as_ipv4():
+    seen: list[tuple[str, int]] = []
+    up, up_port = await _upstream(seen, echo=True)
+    detector = ProtocolDetector(up_port, up_port)
+    try:
+        port = await detector.start("::", 0)
+    except OSError:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"PRI")
+        assert await asyncio.wait_for(reader.readexactly(3), 10) == b"PRI"
+        assert detector.client_of(*seen[0]) == writer.get_extra_info("sockname")[:2]  # not ::ffff:127.0.0.1
+        writer.close()
+    finally:
+        await detector.close()
+        up.close()
+
+
 async def test_relay_closes_a_silent_connection():
     detector = ProtocolDetector(1, 1, first_byte_timeout=0.2)
     port = await detector.start("127.0.0.1", 0)

@@ -139,6 +139,7 @@ def test_java_hash_matches_java():
 def test_parse_peer():
     assert parse_peer("ipv4:127.0.0.1:5000") == ("127.0.0.1", 5000)
     assert parse_peer("ipv6:[::1]:5000") == ("::1", 5000)
+    assert parse_peer("ipv6:[::ffff:10.1.2.3]:5000") == ("10.1.2.3", 5000)  # IPv4 client, dual-stack port
     assert parse_peer(None) == ("127.0.0.1", 0)
 
 
