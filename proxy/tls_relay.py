@@ -177,12 +177,13 @@ class _Link:
 class _Pair:
     """A client's connection and the relay's connection to the gRPC server for it."""
 
-    __slots__ = ("client", "server", "up", "down", "local_port")
+    __slots__ = ("client", "server", "up", "down", "local_port", "closed")
 
     def __init__(self, client: socket.socket, server: socket.socket) -> None:
         self.client, self.server = client, server
         self.up, self.down = _Link(client, server), _Link(server, client)
         self.local_port = int(server.getsockname()[1])
+        self.closed = False
 
 
 class _Waiting:
@@ -276,6 +277,8 @@ class Relay:
         self.sel.register(server, selectors.EVENT_READ, (pair, server))
 
     def _ready(self, pair: _Pair, sock: socket.socket, mask: int) -> None:
+        if pair.closed:  # closed by the other socket's event of the same select() round
+            return
         out, into = (pair.up, pair.down) if sock is pair.client else (pair.down, pair.up)
         try:
             if mask & selectors.EVENT_WRITE:
@@ -287,14 +290,24 @@ class Relay:
             self._close(pair)
             return
         for s, o, i in ((pair.client, pair.up, pair.down), (pair.server, pair.down, pair.up)):
-            # read from a socket while its outgoing pipe is empty; wait to write while its incoming one is not
+            # read from a socket while its outgoing pipe is empty; wait to write while its incoming one is
+            # not; neither (its peer is not taking what it sent, and nothing comes back): not watched
             want = (0 if o.buffered else selectors.EVENT_READ) | (selectors.EVENT_WRITE if i.buffered else 0)
-            if self.sel.get_key(s).events != want:
+            key = self.sel.get_map().get(s)
+            if not want:
+                if key is not None:
+                    self.sel.unregister(s)
+            elif key is None:
+                self.sel.register(s, want, (pair, s))
+            elif key.events != want:
                 self.sel.modify(s, want, (pair, s))
 
     def _close(self, pair: _Pair) -> None:
+        pair.closed = True
+        registered = self.sel.get_map()
         for s in (pair.client, pair.server):
-            self.sel.unregister(s)
+            if s in registered:
+                self.sel.unregister(s)
             s.close()
         pair.up.close()
         pair.down.close()

@@ -174,6 +174,36 @@ async def test_relay_picks_by_first_byte_keeps_the_client_address_and_streams_bo
         tls_up.close()
 
 
+async def test_relay_holds_a_client_while_the_server_does_not_read():
+    """Back-pressure: 32 MiB towards a server that reads nothing for a while, then everything; the relay
+    stops reading the client meanwhile (and watches neither way) and carries on, in the same process."""
+    total = 32 << 20
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(1.0)
+        got = 0
+        while got < total and (data := await reader.read(1 << 20)):
+            got += len(data)
+        writer.write(str(got).encode())
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(slow, "127.0.0.1", 0)
+    detector = ProtocolDetector(srv.sockets[0].getsockname()[1], 1)
+    port = await detector.start("127.0.0.1", 0)
+    try:
+        relay = detector._proc
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"P" + bytes(total - 1))
+        await asyncio.wait_for(writer.drain(), 60)
+        assert await asyncio.wait_for(reader.read(), 60) == str(total).encode()
+        assert detector._proc is relay and relay is not None and relay.poll() is None
+        writer.close()
+    finally:
+        await detector.close()
+        srv.close()
+
+
 async def test_relay_on_a_dual_stack_port_names_ipv4_clients_as_ipv4():
     seen: list[tuple[str, int]] = []
     up, up_port = await _upstream(seen, echo=True)
