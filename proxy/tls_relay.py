@@ -213,13 +213,17 @@ class Relay:
         while True:
             for key, mask in self.sel.select(1.0):
                 obj = key.data
-                if obj is None:
-                    self._accept()
-                elif isinstance(obj, _Waiting):
-                    self._detect(obj)
-                else:
-                    pair, sock = obj
-                    self._ready(pair, sock, mask)
+                try:
+                    if obj is None:
+                        self._accept()
+                    elif isinstance(obj, _Waiting):
+                        self._detect(obj)
+                    else:
+                        self._ready(obj[0], obj[1], mask)
+                except Exception as e:  # noqa: BLE001 - one connection's trouble must not end the others
+                    print(f"tls_relay: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                    if isinstance(obj, tuple) and not obj[0].closed:
+                        self._close(obj[0])
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + 1.0
