@@ -6,6 +6,7 @@ its output attached.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -63,6 +64,14 @@ def poll_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: s
             return last
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+async def apoll_until(predicate, timeout: float = 10.0, interval: float = 0.01):  # type: ignore[no-untyped-def]
+    """:func:`poll_until` for async tests: the truthy value, or TimeoutError after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not (value := predicate()):
+            await asyncio.sleep(interval)
+        return value
 
 
 class ServerProcess:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from proxy.tls import self_signed
 from tests.e2e.proxy_stack import EARLIEST, needs_node_sdk, parse_result, stack
-from tests.harness import NODE_SDK_DIR, run_sdk_script
+from tests.harness import NODE_SDK_DIR, poll_until, run_sdk_script
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -62,10 +61,7 @@ def test_relay_process_ends_with_a_killed_proxy(tls_stack):
     assert len(relays) == 1, relays
     broker.kill()  # SIGKILL: no shutdown code runs
     broker.wait(10)
-    deadline = time.monotonic() + 10
-    while _running(relays[0]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _running(relays[0]), "the relay outlived the proxy"
+    poll_until(lambda: not _running(relays[0]), timeout=10, what="the relay ending with the proxy")
 
 
 def _running(pid: int) -> bool:

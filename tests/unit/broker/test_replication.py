@@ -20,6 +20,7 @@ from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode
 from backends.remoting.command import RemotingCommand
 from backends.store.ha import encode_report
+from tests.harness import apoll_until
 
 
 def _config(root: Path, role: str, **kw: object) -> BrokerConfig:
@@ -42,12 +43,6 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[BrokerController, BrokerCo
         await master.shutdown()
 
 
-async def _until(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 def _msg(i: int) -> Message:
     return Message("TopicR", f"m{i}".encode(), {"UNIQ_KEY": f"U{i}"}, queue_id=i % 2)
 
@@ -59,7 +54,7 @@ async def test_sync_master_waits_for_its_slave(pair: tuple[BrokerController, Bro
     r = await master.put_messages([_msg(0)])
     assert r.status is PutMessageStatus.SLAVE_NOT_AVAILABLE and len(r.results) == 1
     slave.on_register_result(f"127.0.0.1:{master.ha_service.port}", master.broker_addr)
-    await _until(lambda: slave.message_store.get_max_phy_offset() == master.message_store.get_max_phy_offset())
+    await apoll_until(lambda: slave.message_store.get_max_phy_offset() == master.message_store.get_max_phy_offset())
     for i in range(1, 20):  # answered only once the slave holds the message
         r = await master.put_messages([_msg(i)])
         assert r.ok, r
@@ -80,7 +75,7 @@ async def test_a_silent_slave_times_the_writer_out(tmp_path: Path) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", master.ha_service.port)
         writer.write(encode_report(0))
         await writer.drain()
-        await _until(lambda: bool(master.ha_service and master.ha_service.connections))
+        await apoll_until(lambda: bool(master.ha_service and master.ha_service.connections))
         r = await master.put_messages([_msg(0)])
         assert r.status is PutMessageStatus.FLUSH_SLAVE_TIMEOUT and len(r.results) == 1, r
         writer.close()
@@ -148,7 +143,7 @@ async def test_controller_mode_broker_takes_roles_from_the_controller_not_from_n
     client = RemotingClient()
     try:
         assert b.replicas_manager is not None
-        await _until(lambda: b.replicas_manager is not None and b.replicas_manager.role == "MASTER")
+        await apoll_until(lambda: b.replicas_manager is not None and b.replicas_manager.role == "MASTER")
         caplog.set_level(logging.ERROR)
         rnd = random.Random(7)
         values = ["1", "-1", "x", "", "99999999999999999999", "127.0.0.1:1"]

@@ -6,6 +6,7 @@ replays the log."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,13 @@ from backends.controller.manager import ControllerConfig, ControllerManager
 from backends.remoting.client import RemotingClient
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
-from tests.harness import free_port
+from tests.harness import apoll_until, free_port
 
 pytestmark = pytest.mark.timeout(120)
 NAMES = {"clusterName": "C", "brokerName": "broker-a"}
 
 
-async def _until(cond, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not (v := cond()):
-            await asyncio.sleep(0.02)
-        return v
+_until = functools.partial(apoll_until, timeout=20.0, interval=0.02)
 
 
 async def test_quorum_leads_replicates_and_fails_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,6 +9,7 @@ from backends.api import BackendError, PopResult, PopStatus
 from backends.broker.pop import extra_info as xi
 from backends.model import MessageConst, SubscriptionGroupConfig, TopicConfig, dlq_topic
 from backends.remoting.codes import ResponseCode
+from tests.harness import apoll_until
 from tests.unit.pop.conftest import GROUP, TOPIC, Env, bodies, handles
 
 
@@ -221,14 +221,6 @@ async def test_long_polling_is_woken_by_append(env: Env) -> None:
     assert loop.time() - t0 < 4
 
 
-async def _until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 async def test_an_arrival_wakes_one_long_poll_per_subscription(env: Env) -> None:
     # two consumers of one group wait, a second group waits too: one message wakes one pop of the
     # first group (the other keeps waiting instead of racing for nothing) and the second group's pop
@@ -237,7 +229,7 @@ async def test_an_arrival_wakes_one_long_poll_per_subscription(env: Env) -> None
     a = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=1_500))
     b = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=1_500))
     other = asyncio.create_task(env.pop(queue_id=-1, poll_time_ms=8_000, group="OtherGroup"))
-    await _until(lambda: env.service._waiter_count == 3)
+    await apoll_until(lambda: env.service._waiter_count == 3, timeout=5.0)
     pops = 0
     real_pop_once = env.service._pop_once
 
@@ -263,7 +255,7 @@ async def test_a_full_batch_passes_the_wake_on(env: Env) -> None:
     earliest(env)
     a = asyncio.create_task(env.pop(2, queue_id=-1, poll_time_ms=8_000))
     b = asyncio.create_task(env.pop(2, queue_id=-1, poll_time_ms=8_000))
-    await _until(lambda: env.service._waiter_count == 2)
+    await apoll_until(lambda: env.service._waiter_count == 2, timeout=5.0)
     await env.send(3, queue_id=3)
     got = [await asyncio.wait_for(t, 5) for t in (a, b)]
     assert sorted(len(r.messages) for r in got) == [1, 2]

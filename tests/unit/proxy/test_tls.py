@@ -19,6 +19,7 @@ from proxy.config import ProxyConfig
 from proxy.server import ProxyServer
 from proxy.tls import TlsMode, load_key_pair, self_signed
 from proxy.tls_relay import ProtocolDetector
+from tests.harness import apoll_until
 from tests.unit.proxy.conftest import MD
 from tests.unit.proxy.fake_backend import FakeBackend
 
@@ -164,10 +165,10 @@ async def test_relay_picks_by_first_byte_keeps_the_client_address_and_streams_bo
         assert detector.client_of("10.0.0.1", relayed[1]) == ("10.0.0.1", relayed[1])  # not relayed: itself
         _, w2 = await asyncio.open_connection("127.0.0.1", port)
         w2.write(b"\x16\x03\x01\x00\x05hello")
-        await asyncio.wait_for(_until(lambda: bool(tls_seen)), 10)
+        await apoll_until(lambda: bool(tls_seen))
         writer.close()
         w2.close()
-        await asyncio.wait_for(_until(lambda: not detector.peers), 10)  # closed connections are forgotten
+        await apoll_until(lambda: not detector.peers)  # closed connections are forgotten
     finally:
         await detector.close()
         plain.close()
@@ -240,10 +241,6 @@ async def test_relay_process_is_started_again_when_it_dies():
         assert detector is not None and detector._proc is not None
         first = detector._proc
         first.kill()
-        await asyncio.wait_for(_until(lambda: detector._proc is not first), 10)
+        await apoll_until(lambda: detector._proc is not first)
         assert await works(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
 
-
-async def _until(cond: object) -> None:
-    while not cond():  # type: ignore[operator]
-        await asyncio.sleep(0.01)

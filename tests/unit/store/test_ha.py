@@ -20,6 +20,7 @@ from backends.store.ha import (
 )
 from backends.store.message_store import MessageStore, ReplicaError
 from backends.store.record import decode_record
+from tests.harness import apoll_until
 
 from .conftest import StoreFactory, msg
 
@@ -116,12 +117,6 @@ def test_codec_round_trip_and_bounds() -> None:
         decode_report((-5).to_bytes(8, "big", signed=True))
 
 
-async def wait_until(cond: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
 async def test_ha_service_streams_and_acks_sync_waiters(make_store: StoreFactory, tmp_path: Any) -> None:
     master = await make_store(str(tmp_path / "m"))
     slave = await make_store(str(tmp_path / "s"))
@@ -134,7 +129,7 @@ async def test_ha_service_streams_and_acks_sync_waiters(make_store: StoreFactory
         assert not ha.is_slave_ok(master.get_max_phy_offset())
         assert not await ha.wait_for_slave(master.get_max_phy_offset() + 1, 0.05)  # no slave: times out
         client.update_master(f"127.0.0.1:{ha.port}")
-        await wait_until(lambda: slave.get_max_phy_offset() == master.get_max_phy_offset())
+        await apoll_until(lambda: slave.get_max_phy_offset() == master.get_max_phy_offset())
         for i in range(30):  # each write is acknowledged by the slave (SYNC_MASTER's wait)
             r = await master.put_messages([msg(body=b"x" * (100 + i), queue_id=i % 3)])
             assert r.ok
@@ -144,11 +139,11 @@ async def test_ha_service_streams_and_acks_sync_waiters(make_store: StoreFactory
         # the master goes away: the slave keeps what it has and reconnects when it is back
         port = ha.port
         await ha.shutdown()
-        await wait_until(lambda: not client.connected)
+        await apoll_until(lambda: not client.connected)
         await fill(master, 5, seed=3)
         ha = HAService(master, "127.0.0.1", port, heartbeat_interval=0.2)
         await ha.start()
-        await wait_until(lambda: slave.get_max_phy_offset() == master.get_max_phy_offset())
+        await apoll_until(lambda: slave.get_max_phy_offset() == master.get_max_phy_offset())
         assert queue_bodies(slave, "TopicA", 3) == queue_bodies(master, "TopicA", 3)
     finally:
         await client.shutdown()
