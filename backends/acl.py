@@ -38,6 +38,8 @@ import yaml
 log = logging.getLogger("rocketmq.acl")
 DENY, PUB, SUB = 1, 2, 4
 _PERMS = {"DENY": DENY, "PUB": PUB, "SUB": SUB, "PUB|SUB": PUB | SUB, "SUB|PUB": PUB | SUB}
+
+
 class AclConfigError(ValueError):
     """plain_acl.yml cannot be used; the message names the file and the entry."""
 
@@ -181,40 +183,42 @@ def _split_patterns(text: str) -> list[str]:
     return [p for p in out if p]
 
 
+# an address pattern, parsed: per octet the set of values it allows (a range as range)
+_Octets = tuple[range | frozenset[int], ...]
+
+
+def _octets(pattern: str) -> _Octets | None:
+    """One pattern other than ``*``, parsed; None when it is not four octet patterns."""
+    parts = pattern.split(".")
+    if len(parts) != 4 or not all(_OCTET.match(o) for o in parts):
+        return None
+    out: list[range | frozenset[int]] = []
+    for o in parts:
+        if o == "*":
+            out.append(range(0, 256))
+        elif o.startswith("{"):
+            out.append(frozenset(int(x) for x in o[1:-1].split(",")))
+        else:
+            lo, sep, hi = o.partition("-")
+            out.append(range(int(lo), int(hi if sep else lo) + 1))
+    return tuple(out)
+
+
 def check_address_pattern(text: str, where: str) -> None:
     for p in _split_patterns(text):
-        if p == "*":
-            continue
-        parts = p.split(".")
-        if len(parts) != 4 or not all(_OCTET.match(o) for o in parts):
+        if p != "*" and _octets(p) is None:
             raise AclConfigError(f"{where}: {p!r} is not an address pattern (e.g. 192.168.1.*, 10.0.0.1-99)")
-
-
-# an address pattern, parsed: None for "*", else per octet the set of values it allows (a range as range)
-_Octets = tuple[range | frozenset[int], ...]
 
 
 @functools.lru_cache(maxsize=1024)
 def _parsed(text: str) -> tuple[_Octets | None, ...]:
-    """The patterns of a (checked) white-address text, parsed once: checks run on every call."""
+    """The patterns of a (checked) white-address text, parsed once: checks run on every call. None
+    stands for ``*``; a pattern that is no address pattern matches nothing."""
     out: list[_Octets | None] = []
     for p in _split_patterns(text):
-        if p == "*":
-            out.append(None)
-            continue
-        parts = p.split(".")
-        if len(parts) != 4:  # matches no address
-            continue
-        octets: list[range | frozenset[int]] = []
-        for o in parts:
-            if o == "*":
-                octets.append(range(0, 256))
-            elif o.startswith("{"):
-                octets.append(frozenset(int(x) for x in o[1:-1].split(",")))
-            else:
-                lo, sep, hi = o.partition("-")
-                octets.append(range(int(lo), int(hi if sep else lo) + 1))
-        out.append(tuple(octets))
+        octets = None if p == "*" else _octets(p)
+        if p == "*" or octets is not None:
+            out.append(octets)
     return tuple(out)
 
 

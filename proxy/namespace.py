@@ -15,13 +15,14 @@ from typing import Any
 
 from backends.model import DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, is_system_topic
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
+from proxy.validation import SYS_GROUP_PREFIX
 
 SEPARATOR = "%"
 _RESOURCE = pb.Resource.DESCRIPTOR
 
 
 def _is_system(name: str) -> bool:
-    return is_system_topic(name) or name.startswith("CID_RMQ_SYS_")
+    return is_system_topic(name) or name.startswith(SYS_GROUP_PREFIX)
 
 
 def _split_prefix(name: str) -> tuple[str, str]:
@@ -58,22 +59,17 @@ def namespace_of(metadata: Any) -> str:
     return ""
 
 
-def _walk(msg: Any, fn: Any) -> bool:
-    """Apply ``fn`` to every Resource inside ``msg``; True when any was seen."""
-    seen = False
+def _walk(msg: Any, fn: Any) -> None:
+    """Apply ``fn`` to every Resource inside ``msg``."""
     for field, value in msg.ListFields():
         mt = field.message_type
         if mt is None or mt.GetOptions().map_entry:
             continue
-        items = value if field.is_repeated else (value,)
-        if mt is _RESOURCE:
-            for r in items:
-                fn(r)
-            seen = True
-        else:
-            for item in items:
-                seen = _walk(item, fn) or seen
-    return seen
+        for item in value if field.is_repeated else (value,):
+            if mt is _RESOURCE:
+                fn(item)
+            else:
+                _walk(item, fn)
 
 
 def wrap_request(request: Any, namespace: str) -> str:

@@ -18,7 +18,7 @@ C = pb.Code
 TOPIC_MAX_LENGTH = 127
 GROUP_MAX_LENGTH = 120
 _NAME_RE = re.compile(r"^[%|a-zA-Z0-9_-]+$")
-_SYS_GROUP_PREFIX = "CID_RMQ_SYS_"
+SYS_GROUP_PREFIX = "CID_RMQ_SYS_"
 _SYSTEM_GROUPS = frozenset(
     {
         "DEFAULT_CONSUMER", "DEFAULT_PRODUCER", "TOOLS_CONSUMER", "FILTERSRV_CONSUMER",
@@ -54,7 +54,7 @@ def validate_group(group: str) -> None:
         raise ProxyError(C.ILLEGAL_CONSUMER_GROUP, f"consumer group length exceeds {GROUP_MAX_LENGTH}")
     if not _NAME_RE.match(group):
         raise ProxyError(C.ILLEGAL_CONSUMER_GROUP, f"consumer group {group!r} contains illegal characters")
-    if group.startswith(_SYS_GROUP_PREFIX) or group in _SYSTEM_GROUPS:
+    if group.startswith(SYS_GROUP_PREFIX) or group in _SYSTEM_GROUPS:
         raise ProxyError(C.ILLEGAL_CONSUMER_GROUP, f"cannot use system consumer group {group}")
 
 
