@@ -53,30 +53,30 @@ class ProxyServer:
         self.metrics.gauge("rocketmq_proxy_up", lambda: [(1, {"proxy_mode": mode})], "1 while the proxy serves")
 
     async def start(self) -> None:
+        cfg = self.config
         if self.manage_backend:
             await self.backend.start()
         options = [
-            ("grpc.max_receive_message_length", self.config.grpc_max_inbound_message_size),
-            ("grpc.max_send_message_length", self.config.grpc_max_inbound_message_size),
+            ("grpc.max_receive_message_length", cfg.grpc_max_inbound_message_size),
+            ("grpc.max_send_message_length", cfg.grpc_max_inbound_message_size),
             ("grpc.so_reuseport", 1),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
             ("grpc.http2.max_pings_without_data", 0),
         ]
         acl = None
-        if self.config.enable_acl:
+        if cfg.enable_acl:
             acl = handlers.Acl(PlainAccessValidator(open_plain_acl()), self.service.peer_of)
         server = grpc.aio.server(options=options)
         handlers.add_to_server(self.service, server, self.metrics.rpc_latency if self.metrics.enabled else None, acl)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        bind = self.config.grpc_bind_address or "0.0.0.0"
+        bind = cfg.grpc_bind_address or "0.0.0.0"
         host = f"[{bind}]" if ":" in bind else bind
-        cfg = self.config
         public = f"{host}:{cfg.grpc_server_port}"
         mode = TlsMode(cfg.tls_server_mode)
-        creds = None
+        creds, cert = None, ""
         if mode is not TlsMode.DISABLED:
-            creds = tls.server_credentials(cfg.tls_test_mode_enable, cfg.tls_cert_path, cfg.tls_key_path)
+            creds, cert = tls.server_credentials(cfg.tls_test_mode_enable, cfg.tls_cert_path, cfg.tls_key_path)
         if mode is TlsMode.PERMISSIVE:  # both behind the relay on the public port
             assert creds is not None
             self._detector = ProtocolDetector(server.add_insecure_port(f"{LOOPBACK}:0"),
@@ -103,8 +103,6 @@ class ProxyServer:
         if mode is TlsMode.DISABLED:
             log.info("gRPC server listening on %s:%d (plaintext only, tls.server.mode disabled)", bind, self.port)
         else:
-            cert = ("a self-signed certificate made at start (tlsTestModeEnable)" if cfg.tls_test_mode_enable
-                    else cfg.tls_cert_path or tls.default_cert_paths()[0])
             log.info("gRPC server listening on %s:%d (tls.server.mode %s, %s)", bind, self.port, mode.value, cert)
 
     async def _update_health(self) -> None:

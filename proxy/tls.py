@@ -92,12 +92,14 @@ def self_signed(hostnames: tuple[str, ...] = ("localhost",), days: int = 3650) -
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def server_credentials(test_mode: bool, cert_path: str, key_path: str) -> grpc.ServerCredentials:
-    """The gRPC server's TLS credentials: self-signed in test mode, else the PEM files. No client
-    certificate is asked for (RocketMQ's ClientAuth.NONE)."""
+def server_credentials(test_mode: bool, cert_path: str, key_path: str) -> tuple[grpc.ServerCredentials, str]:
+    """The gRPC server's TLS credentials -- self-signed in test mode, else the PEM files -- and where the
+    certificate came from, for the log. No client certificate is asked for (RocketMQ's ClientAuth.NONE)."""
     if test_mode:
         cert, key = self_signed()
+        source = "a self-signed certificate made at start (tlsTestModeEnable)"
     else:
         defaults = default_cert_paths()
-        cert, key = load_key_pair(cert_path or defaults[0], key_path or defaults[1])
-    return grpc.ssl_server_credentials([(key, cert)])
+        source = cert_path or defaults[0]
+        cert, key = load_key_pair(source, key_path or defaults[1])
+    return grpc.ssl_server_credentials([(key, cert)]), source
