@@ -7,9 +7,8 @@ Prints RESULT {"sent": id, "received": [ids], "denied_code": n, "bad_secret_code
 from __future__ import annotations
 
 import sys
-import time
 
-from common import emit, err_code
+from common import emit, err_code, receive_until
 from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
 
 
@@ -50,18 +49,8 @@ def main() -> None:
 
     consumer = SimpleConsumer(cfg, group, {topic_ok: FilterExpression("*")}, await_duration=5)
     consumer.startup()
-    got: list[str] = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and out["sent"] not in got:
-        try:
-            for m in consumer.receive(16, 30) or []:
-                got.append(m.message_id)
-                consumer.ack(m)
-        except Exception as e:  # noqa: BLE001
-            out["errors"].append(str(e)[:300])
-            time.sleep(0.2)
+    out["received"] = [m.message_id for m in receive_until(consumer, {out["sent"]}, 30, out["errors"])]
     consumer.shutdown()
-    out["received"] = got
     emit(out)
 
 

@@ -8,25 +8,15 @@ Prints RESULT {"sent": [ids], "received": [{"id", "topic"}], "raw": [{"id", "top
 from __future__ import annotations
 
 import sys
-import time
 
-from common import emit
+from common import emit, receive_until
 from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
 
 
 def drain(cfg: ClientConfiguration, group: str, topic: str, want: set[str], errors: list[str]) -> list[dict]:
     consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5)
     consumer.startup()
-    got: list[dict] = []
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and not want <= {g["id"] for g in got}:
-        try:
-            for m in consumer.receive(16, 30) or []:
-                got.append({"id": m.message_id, "topic": m.topic})
-                consumer.ack(m)
-        except Exception as e:  # noqa: BLE001
-            errors.append(str(e)[:300])
-            time.sleep(0.2)
+    got = [{"id": m.message_id, "topic": m.topic} for m in receive_until(consumer, want, 40, errors)]
     consumer.shutdown()
     return got
 

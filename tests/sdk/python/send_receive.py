@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
-from common import emit
+from common import emit, receive_until
 from rocketmq import ClientConfiguration, Credentials, FilterExpression, Message, Producer, SimpleConsumer
 
 
@@ -30,18 +29,7 @@ def main() -> None:
     producer.shutdown()
     consumer = SimpleConsumer(cfg, group, {topic: FilterExpression("*")}, await_duration=5, tls_enable=tls)
     consumer.startup()
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not set(sent) <= set(seen):
-        try:
-            msgs = consumer.receive(32, 30) or []
-        except Exception as e:  # noqa: BLE001
-            errors.append(str(e))
-            time.sleep(0.2)
-            continue
-        for m in msgs:
-            seen.append(m.message_id)
-            consumer.ack(m)
+    seen = [m.message_id for m in receive_until(consumer, set(sent), 60, errors, batch=32)]
     consumer.shutdown()
     emit({"sent": sent, "received": seen, "errors": errors[:5]})
 
