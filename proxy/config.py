@@ -78,6 +78,12 @@ _KEYS: dict[str, str] = {
     "namesrvListenPort": "namesrv_listen_port",
 }
 
+# keys RocketMQ's proxy has that this one reads but does not act on, with what to do instead
+_NOT_SERVED: dict[str, str] = {
+    "remotingListenPort": ("this proxy serves gRPC only, no remoting port for 4.x clients: point them at "
+                           "the NameServer (namesrvAddr), which routes them to the brokers"),
+}
+
 
 @dataclass
 class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...) are MetricsConfig's
@@ -146,6 +152,8 @@ class ProxyConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...)
                 self.extra[key] = value
                 continue
             setattr(self, attr, _coerce(value, types[attr]))
+            if key in _NOT_SERVED:
+                log.warning("rmq-proxy.json: %s=%s is not used: %s", key, value, _NOT_SERVED[key])
         self.proxy_mode = self.proxy_mode.upper()
         if self.proxy_mode not in ("LOCAL", "CLUSTER"):
             raise ValueError(f"proxyMode must be LOCAL or CLUSTER, not {self.proxy_mode!r}")

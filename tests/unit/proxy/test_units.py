@@ -22,7 +22,7 @@ def test_config_keys_defaults_and_unknown(tmp_path, caplog, monkeypatch):
     p = tmp_path / "rmq-proxy.json"
     p.write_text(json.dumps({"rocketMQClusterName": "C1", "proxyMode": "local", "grpcServerPort": "9999",
                              "enableTopicMessageTypeCheck": "false", "bogusKey": 1,
-                             "grpcAdvertisedAddress": "10.0.0.1:8081"}))
+                             "grpcAdvertisedAddress": "10.0.0.1:8081", "remotingListenPort": 8080}))
     monkeypatch.setenv("NAMESRV_ADDR", "1.2.3.4:9876")
     cfg = ProxyConfig.load(str(p))
     assert cfg.rocketmq_cluster_name == "C1"
@@ -32,6 +32,8 @@ def test_config_keys_defaults_and_unknown(tmp_path, caplog, monkeypatch):
     assert cfg.namesrv_addr == "1.2.3.4:9876"
     assert cfg.grpc_advertised_address == "10.0.0.1:8081"
     assert "bogusKey" in caplog.text
+    # accepted as RocketMQ's proxy accepts it, but said not to serve anything
+    assert "remotingListenPort=8080 is not used" in caplog.text
     d = ProxyConfig()
     assert (d.grpc_server_port, d.max_message_size, d.min_invisible_time_mills_for_recv) == (8081, 4194304, 10000)
 
