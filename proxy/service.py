@@ -763,12 +763,13 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     continue
                 try:
                     h = rh.decode(r.current)
+                    # each renewal extends by renewSliceTimeMillis (RocketMQ 5.0's proxy)
                     new_extra = await self.backend.change_invisible_time(
-                        h.broker_name, r.group, r.topic, h.extra_info, cfg.default_invisible_time_mills
+                        h.broker_name, r.group, r.topic, h.extra_info, cfg.renew_slice_time_millis
                     )
                     if key in self._renewals:
                         r.current = rh.encode(new_extra, h.commit_log_offset)
-                        r.next_visible = int(time.time() * 1000) + cfg.default_invisible_time_mills
+                        r.next_visible = int(time.time() * 1000) + cfg.renew_slice_time_millis
                 except Exception as e:
                     log.info("auto renew of %s failed: %s", key, e)
                     self._renewals.pop(key, None)

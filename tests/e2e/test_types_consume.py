@@ -22,9 +22,9 @@ EARLIEST = ("--attributes", "+consumeFromWhere=EARLIEST")
 def st(request, tmp_path_factory):
     with types_stack(request.param, tmp_path_factory.mktemp(f"consume-{request.param}"),
                      broker={"enablePropertyFilter": "true"},
-                     # auto renew (PushConsumer) with a 3 s invisible time renewed 1.5 s ahead
+                     # auto renew (PushConsumer): a 3 s invisible time renewed by 3 s slices 1.5 s ahead
                      proxy={"minInvisibleTimeMillsForRecv": 1000, "defaultInvisibleTimeMills": 3000,
-                            "renewAheadTimeMillis": 1500}) as s:
+                            "renewSliceTimeMillis": 3000, "renewAheadTimeMillis": 1500}) as s:
         yield s
 
 

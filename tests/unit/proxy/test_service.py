@@ -440,6 +440,7 @@ async def test_auto_renew_and_ack_with_original_handle(env):
     cfg = env.server.config
     cfg.default_invisible_time_mills = 2000
     cfg.renew_ahead_time_millis = 1500
+    cfg.renew_slice_time_millis = 2500
     await stored_on_a(env, 1)
     # a session must exist for renewals to continue
     env.server.service.sessions.touch("client-1")
@@ -458,7 +459,7 @@ async def test_auto_renew_and_ack_with_original_handle(env):
     assert r.status.code == C.OK
     acked_extra = env.backend.acked[-1][3]
     assert acked_extra != " ".join(handle.split(" ")[:8])  # the renewed handle was acked
-    assert acked_extra.split(" ")[2] == "2000"
+    assert acked_extra.split(" ")[2] == "2500"  # renewed by renewSliceTimeMillis
     assert not env.server.service._renewals
 
 
