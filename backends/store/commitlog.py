@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backends.store.config_file import fsync_dir
 from backends.store.record import (
     END_FILE_MIN_BLANK_LENGTH,
     BlankRecord,
@@ -57,7 +58,9 @@ class CommitLog:
 
     # --- files -------------------------------------------------------------------------------
     def load(self) -> None:
-        os.makedirs(self.dir, exist_ok=True)
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir)
+            fsync_dir(os.path.dirname(os.path.abspath(self.dir)), best_effort=False)
         names = sorted(n for n in os.listdir(self.dir) if n.isdigit() and len(n) == 20)
         prev = -1
         for n in names:
@@ -90,6 +93,8 @@ class CommitLog:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             os.ftruncate(fd, self.file_size)
+            # the new file's name must survive a power loss too: fdatasync of the file does not promise it
+            fsync_dir(self.dir, best_effort=False)
         except OSError:
             os.close(fd)
             raise

@@ -16,15 +16,20 @@ from typing import Any
 log = logging.getLogger("rocketmq.store")
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str, best_effort: bool = True) -> None:
+    """Make the entries of ``directory`` (files created, renamed or removed in it) durable. Errors are
+    ignored when ``best_effort``, else raised (OSError)."""
     try:
         fd = os.open(directory or ".", os.O_RDONLY)
     except OSError:
-        return
+        if best_effort:
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if not best_effort:
+            raise
     finally:
         os.close(fd)
 
@@ -51,7 +56,7 @@ def atomic_write_json(path: str, obj: Any) -> None:
         except (OSError, ValueError):
             pass
     os.replace(tmp, path)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def read_json(path: str, default: Any = None, loads: Callable[[bytes], Any] = json.loads) -> Any:

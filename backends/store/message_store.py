@@ -1,6 +1,7 @@
 """MessageStore: the broker's storage engine (RocketMQ's DefaultMessageStore).
 
-Layout under ``store_path_root_dir``: ``commitlog/`` (segments named by 20-digit start offset),
+Layout under ``store_path_root_dir``: ``commitlog/`` (segments named by 20-digit start offset; or the
+directory ``store_path_commit_log`` names),
 ``consumequeue/<topic>/<queueId>/``, ``index/``, ``checkpoint``, ``abort`` (present while running: an
 unclean stop leaves it behind) and ``lock``.
 
@@ -36,6 +37,7 @@ from backends.model import (
 )
 from backends.store.checkpoint import CheckpointData, StoreCheckpoint
 from backends.store.commitlog import CommitLog
+from backends.store.config_file import fsync_dir
 from backends.store.consume_queue import CQ_ENTRY, CQ_ENTRY_SIZE, ConsumeQueue
 from backends.store.flush import FlushService
 from backends.store.index import IndexService, full_key
@@ -80,6 +82,7 @@ class MessageStoreConfig:
     """Store keys of broker.conf (RocketMQ's MessageStoreConfig), snake_case here."""
 
     store_path_root_dir: str
+    store_path_commit_log: str = ""  # the commitlog's directory; "" = <store_path_root_dir>/commitlog
     store_host: tuple[str, int] = ("127.0.0.1", 10911)
     mapped_file_size_commit_log: int = 1024 * 1024 * 1024
     mapped_file_size_consume_queue: int = 300_000 * 20
@@ -159,7 +162,8 @@ class MessageStore:
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._fsync = fsync or os.fdatasync
         self._disk_usage = disk_usage or self._real_disk_usage
-        self.commitlog = CommitLog(os.path.join(root, "commitlog"), config.mapped_file_size_commit_log)
+        self.commitlog = CommitLog(os.path.expanduser(config.store_path_commit_log) or os.path.join(root, "commitlog"),
+                                   config.mapped_file_size_commit_log)
         self._cq_root = os.path.join(root, "consumequeue")
         self._cq_per_file = max(1, config.mapped_file_size_consume_queue // CQ_ENTRY_SIZE)
         self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
@@ -220,7 +224,7 @@ class MessageStore:
                                    self.commitlog.write_pos, self.config.sync_flush_timeout)
         with open(self._abort_path, "wb") as f:
             os.fsync(f.fileno())
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._enc_pos = self._pend_start = self.commitlog.write_pos
         self._closed = False
         if self._sync and self.config.sync_flush_switch_interval_us > 0:
@@ -413,7 +417,7 @@ class MessageStore:
                 os.unlink(self._abort_path)
             except FileNotFoundError:
                 pass
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         self._release_lock()
 
     def _close_files(self) -> None:
@@ -1102,8 +1106,13 @@ class MessageStore:
 
     # --- retention and disk space --------------------------------------------------------------
     def _real_disk_usage(self) -> float:
-        u = shutil.disk_usage(self.root)
-        return 100.0 * u.used / u.total if u.total else 0.0
+        """The fuller of the commitlog's disk and the store root's (they differ with storePathCommitLog)."""
+        ratio = 0.0
+        for path in {self.root, self.commitlog.dir}:
+            u = shutil.disk_usage(path)
+            if u.total:
+                ratio = max(ratio, 100.0 * u.used / u.total)
+        return ratio
 
     def _check_disk(self) -> float:
         try:
@@ -1194,15 +1203,3 @@ class MessageStore:
             self._flush.close()
         self._release_lock()
 
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -33,13 +33,15 @@ def test_defaults_and_shipped_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_keys_types_namesrv_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "b.conf"
     p.write_text("brokerIP1=10.0.0.5\nlistenPort=20911\nautoCreateTopicEnable=false\nnamesrvAddr=f:1\n"
-                 f"storePathRootDir={tmp_path}/s\nmappedFileSizeConsumeQueue=6000\nunknownKey=1\n")
+                 f"storePathRootDir={tmp_path}/s\nmappedFileSizeConsumeQueue=6000\nunknownKey=1\n"
+                 "storePathCommitLog=/data/rocketmq/commitlog\n")
     monkeypatch.setenv("NAMESRV_ADDR", "env:9876")
     c = BrokerConfig.load(str(p))
     assert c.namesrv_addr == "f:1" and c.broker_addr == "10.0.0.5:20911" and c.ha_server_addr == "10.0.0.5:20912"
     assert c.auto_create_topic_enable is False and c.extra == {"unknownKey": "1"}
     assert c.store_config().mapped_file_size_consume_queue == 6000
     assert c.store_config().store_host == ("10.0.0.5", 20911)
+    assert c.store_config().store_path_commit_log == "/data/rocketmq/commitlog"
     assert BrokerConfig.load(str(p), "cli:9876;cli2:9876").namesrv_addr_list == ["cli:9876", "cli2:9876"]
     p.write_text("")
     assert BrokerConfig.load(str(p)).namesrv_addr == "env:9876"

@@ -253,3 +253,40 @@ def test_append_results_sequence() -> None:
     with pytest.raises(IndexError):
         r[2]
     assert not AppendResults([], 0, "")
+
+
+async def test_store_path_commit_log_holds_the_segments_and_survives_restart(
+        make_store: StoreFactory, tmp_path: object) -> None:
+    root, cl_dir = os.path.join(str(tmp_path), "root"), os.path.join(str(tmp_path), "other-disk", "commitlog")
+    s = await make_store(root, store_path_commit_log=cl_dir, flush_disk_type="SYNC_FLUSH")
+    acks = []
+    for i in range(100):  # over two 64 KiB segments
+        r = await s.put_messages([msg(body=bytes([i]) * 1000)])
+        assert r.ok, r
+        acks.append(r.results[0])
+    assert not os.path.exists(os.path.join(root, "commitlog"))
+    assert sorted(os.listdir(cl_dir))[:2] == [f"{0:020d}", f"{65536:020d}"]
+    await s.shutdown()
+    s2 = await make_store(root, store_path_commit_log=cl_dir)
+    assert s2.get_max_phy_offset() == acks[-1].commitlog_offset + acks[-1].store_size
+    m = s2.look_message_by_offset(acks[57].commitlog_offset)
+    assert m is not None and m.body == bytes([57]) * 1000
+
+
+async def test_a_new_commitlog_segment_makes_its_directory_entry_durable(
+        make_store: StoreFactory, monkeypatch: object) -> None:
+    import backends.store.commitlog as commitlog_module
+
+    synced: list[str] = []
+    real = commitlog_module.fsync_dir
+
+    def recording(directory: str, best_effort: bool = True) -> None:
+        synced.append(directory)
+        real(directory, best_effort)
+
+    monkeypatch.setattr(commitlog_module, "fsync_dir", recording)  # type: ignore[attr-defined]
+    s = await make_store()
+    for _ in range(80):  # ~80 KiB: a second segment
+        assert (await s.put_messages([msg(body=b"x" * 1000)])).ok
+    assert len(commitlog_files(s.root)) == 2
+    assert synced.count(s.commitlog.dir) == 2  # once per segment file created
