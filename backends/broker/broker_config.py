@@ -215,6 +215,12 @@ class BrokerConfig(MetricsConfig):  # the metrics keys (metricsExporterType, ...
         self.flush_disk_type = self.flush_disk_type.upper()
         if self.flush_disk_type not in ("ASYNC_FLUSH", "SYNC_FLUSH"):
             raise ConfigError(f"flushDiskType must be ASYNC_FLUSH or SYNC_FLUSH, not {self.flush_disk_type!r}")
+        if self.enable_acting_master:
+            log.warning("enableActingMaster=true is not used: a slave never acts as master here; use the "
+                        "controller (enableControllerMode) to promote a slave when its master fails")
+        if self.filter_support_retry:
+            log.warning("filterSupportRetry=true is not used: a %%RETRY%% topic is filtered by its own "
+                        "subscription only (POP redelivers from the original queue, where the filter applies)")
         try:
             self.check_metrics()
         except ValueError as e:

@@ -30,6 +30,18 @@ def test_defaults_and_shipped_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert m.broker_role == "SYNC_MASTER"
 
 
+def test_keys_read_but_not_acted_on_are_said_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "b.conf"
+    p.write_text("enableActingMaster=true\nfilterSupportRetry=true\n")
+    BrokerConfig.load(str(p))
+    assert "enableActingMaster=true is not used" in caplog.text
+    assert "filterSupportRetry=true is not used" in caplog.text
+    caplog.clear()
+    p.write_text("enableActingMaster=false\n")
+    BrokerConfig.load(str(p))
+    assert "not used" not in caplog.text
+
+
 def test_keys_types_namesrv_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "b.conf"
     p.write_text("brokerIP1=10.0.0.5\nlistenPort=20911\nautoCreateTopicEnable=false\nnamesrvAddr=f:1\n"
