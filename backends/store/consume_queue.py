@@ -15,7 +15,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backends.store.mapped_file import flush_mapped
+from backends.store.mapped_file import NewFileEntries, flush_mapped
 
 log = logging.getLogger("rocketmq.store")
 
@@ -48,6 +48,9 @@ class ConsumeQueue:
         self.topic = topic
         self.queue_id = queue_id
         self.dir = os.path.join(root, topic, str(queue_id))
+        # a new file's name lands in <queueId>/; a new queue's, topic's and consumequeue/'s one level up
+        self.new_files = NewFileEntries(self.dir, os.path.dirname(self.dir), root,
+                                        os.path.dirname(os.path.abspath(root)))
         self.per_file = entries_per_file
         self.file_bytes = entries_per_file * CQ_ENTRY_SIZE
         self.files: list[CQFile] = []
@@ -78,6 +81,8 @@ class ConsumeQueue:
     def _open(self, start: int) -> CQFile:
         path = os.path.join(self.dir, f"{start * CQ_ENTRY_SIZE:020d}")
         os.makedirs(self.dir, exist_ok=True)
+        if not os.path.exists(path):
+            self.new_files.created()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size != self.file_bytes:
@@ -165,7 +170,8 @@ class ConsumeQueue:
             self.max_offset = offset + n
 
     def flush(self) -> None:
-        """Make dirty files durable (called from the flush thread)."""
+        """Make dirty files (and the names of new ones) durable (called from the flush thread)."""
+        self.new_files.sync()
         for f in list(self.files):
             if f.dirty:
                 f.dirty = False

@@ -19,7 +19,7 @@ import time
 
 from zlib_ng.zlib_ng import crc32  # the same CRC-32 as zlib.crc32
 
-from backends.store.mapped_file import flush_mapped
+from backends.store.mapped_file import NewFileEntries, flush_mapped
 
 log = logging.getLogger("rocketmq.store")
 
@@ -152,9 +152,12 @@ class IndexService:
         self.slots = slots
         self.max_index = max(2, max_index)  # entry 0 is never used
         self.files: list[IndexFile] = []
+        self.new_files = NewFileEntries(directory, os.path.dirname(os.path.abspath(directory)))
 
     def load(self) -> None:
-        os.makedirs(self.dir, exist_ok=True)
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir)
+            self.new_files.created()
         for n in sorted(os.listdir(self.dir)):
             if n.isdigit():
                 try:
@@ -172,6 +175,7 @@ class IndexService:
             name = str(int(name) + 1)
             path = os.path.join(self.dir, name)
         f = IndexFile(path, self.slots, self.max_index, True, self.preallocate)
+        self.new_files.created()
         self.files.append(f)
         return f
 
@@ -210,6 +214,7 @@ class IndexService:
         return n
 
     def flush(self) -> None:
+        self.new_files.sync()
         for f in list(self.files):
             f.flush()
 

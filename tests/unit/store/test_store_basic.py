@@ -290,3 +290,29 @@ async def test_a_new_commitlog_segment_makes_its_directory_entry_durable(
         assert (await s.put_messages([msg(body=b"x" * 1000)])).ok
     assert len(commitlog_files(s.root)) == 2
     assert synced.count(s.commitlog.dir) == 2  # once per segment file created
+
+
+async def test_a_checkpoint_makes_new_consume_queue_and_index_file_names_durable(
+        make_store: StoreFactory, monkeypatch: object) -> None:
+    import backends.store.mapped_file as mapped_file_module
+
+    synced: list[str] = []
+    real = mapped_file_module.fsync_dir
+
+    def recording(directory: str, best_effort: bool = True) -> None:
+        synced.append(os.path.abspath(directory))
+        real(directory, best_effort)
+
+    monkeypatch.setattr(mapped_file_module, "fsync_dir", recording)  # type: ignore[attr-defined]
+    s = await make_store()
+    assert (await s.put_messages([msg(topic="TopicNew", queue_id=3)])).ok
+    await s.flush_now()  # the checkpoint
+    root = os.path.abspath(s.root)
+    cq = os.path.join(root, "consumequeue")
+    for d in (os.path.join(cq, "TopicNew", "3"), os.path.join(cq, "TopicNew"), cq, root,
+              os.path.join(root, "index")):
+        assert d in synced, (d, synced)
+    synced.clear()
+    assert (await s.put_messages([msg(topic="TopicNew", queue_id=3)])).ok
+    await s.flush_now()
+    assert synced == []  # no new file: no directory to sync
