@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from backends.logs import setup_logging
-from backends.tasks import stop_signal
+from backends.tasks import serve_until, stop_signal
 from proxy.config import ProxyConfig
 
 BOOT_LINE = "rocketmq-proxy startup successfully"
@@ -119,7 +119,7 @@ async def serve(cfg: ProxyConfig, mode: str, broker_config: str | None, quiet: b
     else:
         log.info("proxy worker %d serving on port %d", os.getpid(), server.port)
     stop = stop_signal()
-    await stop.wait()
+    await serve_until(stop)
     log.info("shutdown hook was invoked")
     await server.shutdown()
     for c in reversed(closers):

@@ -18,7 +18,7 @@ from typing import Any
 
 from backends.broker.broker_config import BrokerConfig, ConfigError
 from backends.logs import setup_logging
-from backends.tasks import stop_signal
+from backends.tasks import serve_until, stop_signal
 
 log = logging.getLogger("rocketmq.broker")
 
@@ -72,7 +72,7 @@ async def serve(config: BrokerConfig, args: argparse.Namespace) -> int:
     line = boot_line(config, broker.broker_addr)
     log.info(line)
     print(line, flush=True)
-    await stop.wait()
+    await serve_until(stop)
     log.info("shutdown hook was invoked")
     if proxy is not None:
         try:

@@ -16,7 +16,7 @@ import sys
 from backends.controller.manager import BOOT_LINE, ControllerConfig, ControllerManager
 from backends.logs import setup_logging
 from backends.namesrv.config import option_pairs, read_properties
-from backends.tasks import stop_signal
+from backends.tasks import serve_until, stop_signal
 
 
 def build_config(argv: list[str]) -> tuple[ControllerConfig, bool]:
@@ -58,7 +58,7 @@ async def serve(config: ControllerConfig) -> int:
     log.info("controller listening on port %d", manager.port)
     log.info(BOOT_LINE)
     print(BOOT_LINE, flush=True)
-    await stop.wait()
+    await serve_until(stop)
     await manager.shutdown()
     return 0
 

@@ -17,7 +17,7 @@ from backends.controller.manager import ControllerConfig
 from backends.logs import setup_logging
 from backends.namesrv.config import NamesrvConfig, option_pairs, read_properties
 from backends.namesrv.controller import NamesrvController
-from backends.tasks import stop_signal
+from backends.tasks import serve_until, stop_signal
 
 BOOT_LINE = "The Name Server boot success. serializeType=JSON"
 
@@ -73,7 +73,7 @@ async def serve(config: NamesrvConfig, controller_config: ControllerConfig | Non
     print(BOOT_LINE, flush=True)
     if controller.controller_manager is not None:
         print(CONTROLLER_BOOT_LINE, flush=True)
-    await stop.wait()
+    await serve_until(stop)
     log.info("shutdown hook was invoked")
     await controller.shutdown()
     log.info("The Name Server shutdown.")
