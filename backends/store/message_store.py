@@ -162,8 +162,8 @@ class MessageStore:
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._fsync = fsync or os.fdatasync
         self._disk_usage = disk_usage or self._real_disk_usage
-        self.commitlog = CommitLog(os.path.expanduser(config.store_path_commit_log) or os.path.join(root, "commitlog"),
-                                   config.mapped_file_size_commit_log)
+        commitlog_dir = os.path.expanduser(config.store_path_commit_log) or os.path.join(root, "commitlog")
+        self.commitlog = CommitLog(commitlog_dir, config.mapped_file_size_commit_log)
         self._cq_root = os.path.join(root, "consumequeue")
         self._cq_per_file = max(1, config.mapped_file_size_consume_queue // CQ_ENTRY_SIZE)
         self._cqs: dict[tuple[str, int], ConsumeQueue] = {}
@@ -211,7 +211,9 @@ class MessageStore:
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Load files; recover (abort file present -> full CRC scan from the checkpoint, torn tail cut)."""
-        os.makedirs(self.root, exist_ok=True)
+        if not os.path.isdir(self.root):
+            os.makedirs(self.root)
+            fsync_dir(os.path.dirname(os.path.abspath(self.root)), best_effort=False)
         self._lock_fd = os.open(os.path.join(self.root, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1202,4 +1204,3 @@ class MessageStore:
             self._flush.fail(RuntimeError("simulated power loss"))
             self._flush.close()
         self._release_lock()
-
