@@ -214,8 +214,6 @@ def test_orphan_recovery_duration_is_respected(st: TypesStack, drv: SdkDriver) -
 def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     # a pending timer, an unresolved half message, a committed and a rolled back transaction, an
     # in-flight FIFO message
-    # (due well after the restart: the steps before it take 4-6 s here, the two boots 1-3 s more)
-    delayed = _send_delayed(drv, "d-restart", 15000)
     overdue = _send_delayed(drv, "d-overdue", 2000)  # falls due while the brokers are down
     drv.ok("send", producer="p", topic="TypesTx", body="tx-commit-r", tx="commit")
     drv.ok("send", producer="p", topic="TypesTx", body="tx-rollback-r", tx="rollback")
@@ -230,6 +228,9 @@ def test_state_survives_broker_restart(st: TypesStack, drv: SdkDriver) -> None:
     committed = drv.receive_until("ct", 1, timeout=30)
     assert [m["body"] for m in committed] == ["tx-commit-r"]
 
+    # sent just before the restart, due well after it (the two boots take 1-3 s here): the steps above
+    # take 2-6 s, and more when a long poll lands on the broker without the message
+    delayed = _send_delayed(drv, "d-restart", 10000)
     st.restart_brokers(down_until_ms=overdue["due"] + 500)
     restarted = now_ms()
     drv.ok("answers", producer="p", answers={"tx-restart": "COMMIT"})
