@@ -188,6 +188,18 @@ class PullResult:
 TransactionCheckListener = Callable[[str, MessageExt, str], Awaitable[None]]
 
 
+@dataclass(slots=True)
+class ConsumerClient:
+    """A gRPC consumer as the proxy knows it from its Heartbeat and Telemetry settings."""
+
+    client_id: str
+    group: str
+    client_addr: str  # host:port
+    language: str  # the SDK's x-mq-language (JAVA, PYTHON, HTTP for Node.js, ...)
+    consume_type: str  # CONSUME_ACTIVELY (SimpleConsumer) or CONSUME_PASSIVELY (PushConsumer)
+    subscriptions: list[tuple[str, str, str]]  # (topic, TAG | SQL92, expression)
+
+
 class Backend(abc.ABC):
     """What the proxy needs from the brokers. All methods may raise :class:`BackendError`."""
 
@@ -316,3 +328,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def register_producer(self, client_id: str, producer_group: str) -> None:
         """Tell the brokers this proxy speaks for a producer of ``producer_group`` (for check-back)."""
+
+    @abc.abstractmethod
+    async def register_consumer(self, client: ConsumerClient) -> None:
+        """A gRPC consumer's heartbeat (Local mode: the broker lists it among the group's connections,
+        mqadmin consumerConnection, until it stops heartbeating)."""
+
+    @abc.abstractmethod
+    async def unregister_consumer(self, group: str, client_id: str) -> None:
+        """The consumer ended (NotifyClientTermination)."""

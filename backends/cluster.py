@@ -19,6 +19,7 @@ from typing import Any
 from backends.api import (
     Backend,
     BackendError,
+    ConsumerClient,
     PopRequest,
     PopResult,
     PopStatus,
@@ -490,6 +491,14 @@ class ClusterBackend(Backend):
         self._producers[producer_group] = client_id
         if new:
             await self._heartbeat_all()
+
+    async def register_consumer(self, client: ConsumerClient) -> None:
+        # as RocketMQ's cluster-mode proxy: consumers stay with the proxy; the brokers hear only of
+        # producer groups (for check-back)
+        return None
+
+    async def unregister_consumer(self, group: str, client_id: str) -> None:
+        return None
 
     async def _master_addrs(self) -> list[str]:
         try:

@@ -16,6 +16,7 @@ from backends.api import (
     Backend,
     BackendError,
     BrokerData,
+    ConsumerClient,
     PopRequest,
     PopResult,
     PullResult,
@@ -26,6 +27,7 @@ from backends.api import (
     TopicRouteData,
     TransactionCheckListener,
 )
+from backends.broker.client_manager import ClientChannelInfo, SubscriptionData
 from backends.broker.controller import put_status_code
 from backends.broker.pull_filter import build_pull_filter
 from backends.model import (
@@ -269,3 +271,13 @@ class LocalBackend(Backend):
     async def register_producer(self, client_id: str, producer_group: str) -> None:
         # In-process: check-backs reach the proxy through the local checker registered above.
         return None
+
+    async def register_consumer(self, client: ConsumerClient) -> None:
+        # an in-process channel (no connection): the broker's scan expires it without heartbeats
+        info = ClientChannelInfo(client.client_id, client.client_addr, client.language, 0, None)
+        subs = [SubscriptionData.of(*s) for s in client.subscriptions]
+        self.broker.consumer_manager.register_consumer(client.group, info, client.consume_type, "CLUSTERING",
+                                                       "CONSUME_FROM_LAST_OFFSET", subs)
+
+    async def unregister_consumer(self, group: str, client_id: str) -> None:
+        self.broker.consumer_manager.unregister_consumer(group, None, client_id)

@@ -19,6 +19,7 @@ import grpc
 from backends.api import (
     Backend,
     BackendError,
+    ConsumerClient,
     PopRequest,
     PullStatus,
     SendResult,
@@ -162,6 +163,11 @@ def _client_id(context: Any) -> str:
                     return str(val)
                 break
     raise ProxyError(C.CLIENT_ID_REQUIRED, "x-mq-client-id header is required")
+
+
+# the broker's consume type of a gRPC consumer (RocketMQ's ClientActivity.buildConsumeType)
+_CONSUME_TYPES: dict[int, str] = {pb.ClientType.SIMPLE_CONSUMER: "CONSUME_ACTIVELY",
+                                  pb.ClientType.PUSH_CONSUMER: "CONSUME_PASSIVELY"}
 
 
 def _timeout(context: Any, default: float = 5.0) -> float:
@@ -316,6 +322,14 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                 s.client_type = request.client_type
             if request.HasField("group") and request.group.name:
                 s.group = request.group.name
+            consume_type = _CONSUME_TYPES.get(s.client_type)
+            if consume_type and s.group:
+                host, port = self.peer_of(context)
+                subs = s.settings.subscription.subscriptions if s.settings is not None else ()
+                await self.backend.register_consumer(ConsumerClient(
+                    cid, s.group, f"{host}:{port}", _metadata(context).get("x-mq-language") or "OTHER", consume_type,
+                    [(e.topic.name, "SQL92" if e.expression.type == pb.FilterType.SQL else "TAG",
+                      e.expression.expression) for e in subs]))
             return spb.HeartbeatResponse(status=OK_STATUS)
         except Exception as e:
             return spb.HeartbeatResponse(status=error_status(e))
@@ -324,7 +338,9 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                                       context: Any) -> spb.NotifyClientTerminationResponse:
         try:
             cid = _client_id(context)
-            self.sessions.remove(cid)
+            s = self.sessions.remove(cid)
+            if s is not None and s.group and s.client_type in _CONSUME_TYPES:
+                await self.backend.unregister_consumer(s.group, cid)
             for key in [k for k, r in self._renewals.items() if r.client_id == cid]:
                 del self._renewals[key]
             return spb.NotifyClientTerminationResponse(status=OK_STATUS)

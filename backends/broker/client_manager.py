@@ -37,6 +37,20 @@ class SubscriptionData:
         }
 
     @classmethod
+    def of(cls, topic: str, expression_type: str, expression: str) -> SubscriptionData:
+        """RocketMQ's FilterAPI.buildSubscriptionData: a TAG expression ``a || b`` lists its tags and
+        their hash codes; ``*`` (or empty) and SQL92 list none."""
+        from backends.broker.filter.message_filter import tags_hash
+
+        expression = expression.strip() or "*"
+        sub = cls(topic=topic, sub_string=expression, expression_type=expression_type.upper() or "TAG",
+                  sub_version=int(time.time() * 1000))
+        if sub.expression_type == "TAG" and expression != "*":
+            sub.tags_set = [t.strip() for t in expression.split("||") if t.strip()]
+            sub.code_set = [tags_hash(t) for t in sub.tags_set]
+        return sub
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> SubscriptionData:
         return cls(
             topic=str(d["topic"]),

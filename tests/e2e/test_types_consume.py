@@ -11,7 +11,7 @@ import pytest
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from tests.e2e.test_types_support import MODES, SdkDriver, Stubs, TypesStack, needs_sdk, types_stack
-from tests.harness import poll_until
+from tests.harness import mqadmin, poll_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), needs_sdk]
 
@@ -115,6 +115,30 @@ def test_tag_filter_and_sql92(st: TypesStack, drv: SdkDriver) -> None:
     assert _bodies(tagged) == ["f0", "f1", "f3"]
     assert _bodies(selected) == ["f0", "f3", "f4", "f5"]
     assert _bodies(selected2) == ["f6", "f7"]
+
+
+def test_consumer_connection_lists_grpc_consumers_in_local_mode(st: TypesStack, drv: SdkDriver) -> None:
+    """As RocketMQ: a Local-mode proxy registers each gRPC consumer with its broker (mqadmin
+    consumerConnection lists it while it heartbeats, not after it ends); a Cluster-mode proxy keeps its
+    consumers to itself."""
+    st.create_group("GConn", *EARLIEST)
+    drv.ok("simple", name="cconn", group="GConn", subs={"TypesFilter": ["a||b", "TAG"]})
+
+    def connections() -> str:
+        cp = mqadmin("consumerConnection", "-g", "GConn", "-n", st.namesrv, ok=False, timeout=30)
+        return cp.stdout if cp.returncode == 0 else ""
+
+    if st.mode == "local":
+        out = poll_until(lambda: "PYTHON" in (o := connections()) and o, timeout=30, interval=0.5,
+                         what="the SDK's consumer listed by consumerConnection")
+        assert "TypesFilter" in out and "a||b" in out and "ConsumeType: CONSUME_ACTIVELY" in out, out
+        drv.ok("close", name="cconn")
+        poll_until(lambda: connections() == "", timeout=30, interval=0.5,
+                   what="the closed consumer gone from consumerConnection")
+    else:
+        drv.ok("receive", consumer="cconn", max=1, invisible_s=15)  # it is heartbeating by now
+        assert connections() == ""
+        drv.ok("close", name="cconn")
 
 
 def test_bad_filter_expression(drv: SdkDriver) -> None:

@@ -129,3 +129,15 @@ async def test_restart_keeps_topics_groups_offsets_messages(tmp_path: Path) -> N
         assert [m.body for m in decode_records(b"".join(out.records))] == [b"kept"]
     finally:
         await b.shutdown()
+
+
+def test_subscription_data_of_an_expression() -> None:
+    from backends.broker.client_manager import SubscriptionData
+    from backends.broker.filter.message_filter import tags_hash
+
+    tag = SubscriptionData.of("T", "TAG", " a || b ||")
+    assert (tag.sub_string, tag.tags_set, tag.code_set) == ("a || b ||", ["a", "b"], [tags_hash("a"), tags_hash("b")])
+    every = SubscriptionData.of("T", "", "")
+    assert (every.expression_type, every.sub_string, every.tags_set, every.code_set) == ("TAG", "*", [], [])
+    sql = SubscriptionData.of("T", "sql92", "a > 1")
+    assert (sql.expression_type, sql.sub_string, sql.tags_set) == ("SQL92", "a > 1", [])

@@ -10,6 +10,7 @@ from backends.api import (
     Backend,
     BackendError,
     BrokerData,
+    ConsumerClient,
     PopRequest,
     PopResult,
     PopStatus,
@@ -46,6 +47,7 @@ class FakeBackend(Backend):
         self.send_status = SendStatus.SEND_OK
         self.listener: TransactionCheckListener | None = None
         self.producers: list[tuple[str, str]] = []
+        self.consumers: dict[str, ConsumerClient] = {}
         self.ended: list[tuple[Any, ...]] = []
         self.is_healthy = True
         self.offsets: dict[tuple[str, str, int], int] = {}
@@ -171,3 +173,9 @@ class FakeBackend(Backend):
 
     async def register_producer(self, client_id: str, producer_group: str) -> None:
         self.producers.append((client_id, producer_group))
+
+    async def register_consumer(self, client: ConsumerClient) -> None:
+        self.consumers[client.client_id] = client
+
+    async def unregister_consumer(self, group: str, client_id: str) -> None:
+        self.consumers.pop(client_id, None)

@@ -487,3 +487,24 @@ async def test_batch_ack_backend_hook(env):
 async def test_sync_lite_subscription_unsupported(env):
     r = await env.stub.SyncLiteSubscription(spb.SyncLiteSubscriptionRequest(), metadata=MD)
     assert r.status.code == C.UNSUPPORTED
+
+
+async def test_consumer_heartbeat_registers_it_with_the_backend(env):
+    settings = pb.Settings(client_type=pb.ClientType.PUSH_CONSUMER)
+    settings.subscription.group.name = "G1"
+    for topic, ftype, expr in (("T", pb.FilterType.TAG, "a || b"), ("T2", pb.FilterType.SQL, "x > 1")):
+        e = settings.subscription.subscriptions.add()
+        e.topic.name, e.expression.type, e.expression.expression = topic, ftype, expr
+    await env.server.service.apply_settings("client-1", settings)
+    hb = await env.stub.Heartbeat(spb.HeartbeatRequest(client_type=pb.ClientType.PUSH_CONSUMER),
+                                  metadata=MD + (("x-mq-language", "JAVA"),))
+    assert hb.status.code == C.OK
+    c = env.backend.consumers["client-1"]
+    assert (c.group, c.language, c.consume_type) == ("G1", "JAVA", "CONSUME_PASSIVELY")
+    assert c.subscriptions == [("T", "TAG", "a || b"), ("T2", "SQL92", "x > 1")]
+    assert c.client_addr.rsplit(":", 1)[1].isdigit()
+    await env.stub.NotifyClientTermination(spb.NotifyClientTerminationRequest(), metadata=MD)
+    assert "client-1" not in env.backend.consumers
+    # a producer's heartbeat registers no consumer
+    await env.stub.Heartbeat(spb.HeartbeatRequest(client_type=pb.ClientType.PRODUCER), metadata=MD)
+    assert env.backend.consumers == {}
