@@ -13,7 +13,7 @@ import asyncio
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from backends.model import (
     Message,
@@ -200,6 +200,17 @@ class ConsumerClient:
     subscriptions: list[tuple[str, str, str]]  # (topic, TAG | SQL92, expression)
 
 
+class ConsumerCommander(Protocol):
+    """What a proxy can ask one of its gRPC consumers on its Telemetry stream (RocketMQ's
+    PrintThreadStackTraceCommand and VerifyMessageCommand); None: the consumer is not on this proxy."""
+
+    async def thread_stack_trace(self, client_id: str) -> str | None: ...
+
+    async def verify_message(self, client_id: str, msg: MessageExt) -> int | None:
+        """The consumer's answer (a definition_pb2.Code value) after consuming ``msg`` once."""
+        ...
+
+
 class Backend(abc.ABC):
     """What the proxy needs from the brokers. All methods may raise :class:`BackendError`."""
 
@@ -337,3 +348,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def unregister_consumer(self, group: str, client_id: str) -> None:
         """The consumer ended (NotifyClientTermination)."""
+
+    @abc.abstractmethod
+    def set_consumer_commander(self, commander: ConsumerCommander) -> None:
+        """Local mode: admin requests for a gRPC consumer (consumerStatus, consume a message directly)
+        reach it through ``commander``."""

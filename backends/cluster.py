@@ -20,6 +20,7 @@ from backends.api import (
     Backend,
     BackendError,
     ConsumerClient,
+    ConsumerCommander,
     PopRequest,
     PopResult,
     PopStatus,
@@ -498,6 +499,10 @@ class ClusterBackend(Backend):
         return None
 
     async def unregister_consumer(self, group: str, client_id: str) -> None:
+        return None
+
+    def set_consumer_commander(self, commander: ConsumerCommander) -> None:
+        # RocketMQ's cluster-mode proxy relays no admin request to its consumers either
         return None
 
     async def _master_addrs(self) -> list[str]:

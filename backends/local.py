@@ -17,6 +17,7 @@ from backends.api import (
     BackendError,
     BrokerData,
     ConsumerClient,
+    ConsumerCommander,
     PopRequest,
     PopResult,
     PullResult,
@@ -39,7 +40,9 @@ from backends.model import (
     SysFlag,
     TopicConfig,
 )
-from backends.remoting.codes import ResponseCode
+from backends.remoting import json_body
+from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.command import RemotingCommand
 from backends.store.record import decode_record
 
 if TYPE_CHECKING:
@@ -98,6 +101,11 @@ def send_results(messages: list[Message], result: PutMessageResult, broker_name:
     return out
 
 
+# a consumer's verify answer (apache.rocketmq.v2.Code: OK, MESSAGE_CORRUPTED, FAILED_TO_CONSUME_MESSAGE) ->
+# ConsumeMessageDirectlyResult.consumeResult, as RocketMQ's proxy maps it (any other code: none)
+_CM_RESULTS = {20000: "CR_SUCCESS", 40016: "CR_RETURN_NULL", 60000: "CR_LATER"}
+
+
 async def _maybe_await(v: Any) -> Any:
     if inspect.isawaitable(v):
         return await v
@@ -109,6 +117,7 @@ class LocalBackend(Backend):
         self.broker = broker
         self.owns_broker = owns_broker
         self._listener: TransactionCheckListener | None = None
+        self._commander: ConsumerCommander | None = None
 
     async def start(self) -> None:
         if self.owns_broker:
@@ -281,3 +290,38 @@ class LocalBackend(Backend):
 
     async def unregister_consumer(self, group: str, client_id: str) -> None:
         self.broker.consumer_manager.unregister_consumer(group, None, client_id)
+
+    def set_consumer_commander(self, commander: ConsumerCommander) -> None:
+        first = self._commander is None
+        self._commander = commander
+        if first:
+            self.broker.add_local_consumer_relay(self._call_consumer)
+
+    async def _call_consumer(self, group: str, client_id: str, request: RemotingCommand) -> RemotingCommand | None:
+        """The broker's call_consumer for a gRPC consumer of this proxy (RocketMQ's LocalProxyRelayService)."""
+        commander = self._commander
+        if commander is None:
+            return None
+        fields = request.ext_fields
+        if request.code == RequestCode.GET_CONSUMER_RUNNING_INFO:
+            stack = ""
+            if fields.get("jstackEnable") == "true":
+                got = await commander.thread_stack_trace(client_id)
+                if got is None:
+                    return None
+                stack = got
+            g = self.broker.consumer_manager.get(group)
+            info = {
+                "properties": {"PROP_CONSUME_TYPE": g.consume_type if g else "", "PROP_CLIENT_PROTOCOL": "gRPC"},
+                "subscriptionSet": [sd.to_json() for sd in g.subscription_table.values()] if g else [],
+                "mqTable": {}, "statusTable": {}, "jstack": stack,
+            }
+            return request.response(body=json_body.dumps(info))
+        if request.code == RequestCode.CONSUME_MESSAGE_DIRECTLY:
+            code = await commander.verify_message(client_id, decode_record(request.body, check_crc=False))
+            if code is None:
+                return None
+            result = {"order": False, "autoCommit": True, "consumeResult": _CM_RESULTS.get(code),
+                      "remark": "from gRPC client", "spentTimeMills": 0}
+            return request.response(body=json_body.dumps(result))
+        return request.response(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, f"request code {request.code} not supported")

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -198,10 +199,13 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         self._groups: dict[str, tuple[SubscriptionGroupConfig | None, float]] = {}
         self._rr = itertools.count()
         self._renewals: dict[str, _Renewal] = {}
+        # nonce -> the future a client's answer on its Telemetry stream resolves (ask_client)
+        self._client_answers: dict[str, asyncio.Future[spb.TelemetryCommand]] = {}
         self._renew_task: asyncio.Task[None] | None = None
         # the client behind a connection the gRPC server sees (set when a relay stands in between)
         self.client_of: Callable[[str, int], tuple[str, int]] | None = None
         backend.set_transaction_check_listener(self.on_transaction_check)
+        backend.set_consumer_commander(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -384,7 +388,11 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     except Exception as e:
                         failed.append(error_status(e))
                         break
-                # thread_stack_trace / verify_message_result answers need nothing back
+                elif which in ("thread_stack_trace", "verify_message_result", "verify_message_command"):
+                    # an answer to ask_client (the Node.js SDK answers a verify in a verify_message_command)
+                    fut = self._client_answers.get(getattr(cmd, which).nonce)
+                    if fut is not None and not fut.done():
+                        fut.set_result(cmd)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # stream broken by the client
@@ -456,6 +464,39 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                  cmd.recover_orphaned_transaction_command.message.system_properties.message_id,
                  producer_group, transaction_id, s.client_id)
         s.streams[0].put_nowait(cmd)
+
+    # -- admin requests for a consumer (Local mode: mqadmin consumerStatus, consume directly) --------
+    async def ask_client(self, client_id: str, cmd: spb.TelemetryCommand, nonce: str,
+                         timeout: float = 3.0) -> spb.TelemetryCommand | None:
+        """Send ``cmd`` on the client's Telemetry stream and await its answer carrying ``nonce``; None when
+        the client has no stream here. TimeoutError when it does not answer."""
+        s = self.sessions.get(client_id)
+        if s is None or not s.streams:
+            return None
+        fut: asyncio.Future[spb.TelemetryCommand] = asyncio.get_running_loop().create_future()
+        self._client_answers[nonce] = fut
+        try:
+            s.streams[0].put_nowait(cmd)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._client_answers.pop(nonce, None)
+
+    async def thread_stack_trace(self, client_id: str) -> str | None:
+        cmd = spb.TelemetryCommand()
+        nonce = cmd.print_thread_stack_trace_command.nonce = uuid.uuid4().hex
+        answer = await self.ask_client(client_id, cmd, nonce)
+        if answer is None:
+            return None
+        if answer.status.code != C.OK:
+            raise ProxyError(answer.status.code, f"the client could not print its threads: {answer.status.message}")
+        return answer.thread_stack_trace.thread_stack_trace
+
+    async def verify_message(self, client_id: str, msg: MessageExt) -> int | None:
+        cmd = spb.TelemetryCommand()
+        nonce = cmd.verify_message_command.nonce = uuid.uuid4().hex
+        cmd.verify_message_command.message.CopyFrom(to_pb_message(msg, msg.topic))
+        answer = await self.ask_client(client_id, cmd, nonce, timeout=10.0)
+        return None if answer is None else int(answer.status.code)
 
     # -- SendMessage -------------------------------------------------------------------------------
     async def SendMessage(self, request: spb.SendMessageRequest, context: Any) -> spb.SendMessageResponse:

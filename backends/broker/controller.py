@@ -75,6 +75,10 @@ NOT_ALLOWED_SEND_TOPICS = frozenset(
 
 CHANNEL_EXPIRED_SECONDS = 120.0
 
+# (group, client id, request) -> the consumer's answer, or None when this relay does not serve it
+LocalConsumerRelay = Callable[[str, str, RemotingCommand], Awaitable[RemotingCommand | None]]
+CALL_CONSUMER_TIMEOUT_S = 10.0
+
 # A hook may rewrite a message before it is stored (timer/transaction interception) and return it.
 PutMessageHook = Callable[[Message], Message]
 
@@ -144,6 +148,7 @@ class BrokerController:
         register_metrics(self.metrics, self)
         self.put_message_hooks: list[PutMessageHook] = []
         self._local_checkers: list[Callable[[str, MessageExt, str], Awaitable[None]]] = []
+        self._local_consumer_relays: list[LocalConsumerRelay] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._ha_ephemeral = False
@@ -743,6 +748,38 @@ class BrokerController:
             except Exception as e:  # noqa: BLE001
                 log.warning("local transaction checker failed: %s", e)
         return False
+
+    async def call_consumer(self, request: RemotingCommand, group: str, client_id: str) -> RemotingCommand:
+        """Pass an admin request for one consumer (GET_CONSUMER_RUNNING_INFO, CONSUME_MESSAGE_DIRECTLY) to
+        it (RocketMQ's AdminBrokerProcessor.callConsumer): over its connection, or to the Local-mode
+        proxy that serves it; its answer is the admin's answer."""
+        g = self.consumer_manager.get(group)
+        ch = next((c for c in g.channels.values() if c.client_id == client_id), None) if g else None
+        if ch is None:
+            return request.response(ResponseCode.SYSTEM_ERROR, f"The Consumer <{group}> <{client_id}> not online")
+        ask = RemotingCommand.request(request.code, dict(request.ext_fields), request.body)
+        try:
+            if ch.conn is not None:
+                answer = await ch.conn.invoke(ask, CALL_CONSUMER_TIMEOUT_S)
+            else:
+                answer = None
+                for relay in self._local_consumer_relays:
+                    answer = await asyncio.wait_for(relay(group, client_id, ask), CALL_CONSUMER_TIMEOUT_S)
+                    if answer is not None:
+                        break
+                if answer is None:
+                    return request.response(ResponseCode.SYSTEM_ERROR,
+                                            f"The Consumer <{group}> <{client_id}> cannot be reached")
+        except TimeoutError as e:
+            return request.response(ResponseCode.CONSUME_MSG_TIMEOUT,
+                                    f"consumer <{group}> <{client_id}> Timeout: {e or 'no answer'}")
+        except Exception as e:  # noqa: BLE001 - the connection broke
+            return request.response(ResponseCode.SYSTEM_ERROR, f"consumer <{group}> <{client_id}> failed: {e}")
+        return request.response(answer.code, answer.remark, answer.ext_fields, answer.body)
+
+    def add_local_consumer_relay(self, relay: LocalConsumerRelay) -> None:
+        """A Local-mode proxy answers call_consumer for the gRPC consumers it serves."""
+        self._local_consumer_relays.append(relay)
 
     def add_local_transaction_checker(
         self, checker: Callable[[str, MessageExt, str], Awaitable[None]]

@@ -353,6 +353,52 @@ async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None
     raise AdminError(f"CODE: {ResponseCode.CONSUMER_NOT_ONLINE} DESC: {last}")
 
 
+async def consumer_status(admin: AdminClient, a: argparse.Namespace) -> None:
+    """Each online consumer of the group with its running info (RocketMQ's ConsumerStatusSubCommand,
+    printed instead of written to files)."""
+    clients: list[tuple[str, str, Any]] = []  # (broker address, client id, version)
+    for _, addr in await admin.master_addrs():
+        if a.brokerAddr and addr != a.brokerAddr:
+            continue
+        resp = await admin.consumer_connection(addr, a.consumerGroup)
+        if resp.code == ResponseCode.SUCCESS and resp.body:
+            for c in json_body.loads(resp.body).get("connectionSet") or []:
+                if not a.clientId or c.get("clientId") == a.clientId:
+                    clients.append((addr, c.get("clientId", ""), c.get("version", "")))
+    if not clients:
+        raise AdminError(f"CODE: {ResponseCode.CONSUMER_NOT_ONLINE} DESC: the consumer group "
+                         f"[{a.consumerGroup}] not online" + (f" with client {a.clientId}" if a.clientId else ""))
+    for i, (addr, client_id, version) in enumerate(clients, 1):
+        resp = await admin.call(addr, RequestCode.GET_CONSUMER_RUNNING_INFO, {
+            "consumerGroup": a.consumerGroup, "clientId": client_id, "jstackEnable": str(a.jstack).lower()},
+            timeout=15.0)
+        print(f"{i:03d}  {client_id:<40} {version}")
+        if resp.code != ResponseCode.SUCCESS:
+            print(f"  CODE: {resp.code} DESC: {resp.remark}")
+            continue
+        print(format_running_info(json_body.loads(resp.body) if resp.body else {}))
+
+
+def format_running_info(info: dict[str, Any]) -> str:
+    """ConsumerRunningInfo as RocketMQ's formatString lays it out."""
+    out = ["#Consumer Properties#"]
+    out += [f"{k:<40}: {v}" for k, v in sorted((info.get("properties") or {}).items())]
+    out.append("\n#Consumer Subscription#")
+    for i, sd in enumerate(info.get("subscriptionSet") or [], 1):
+        out.append(f"{i:03d} Topic: {sd.get('topic', ''):<40} ClassFilter: "
+                   f"{str(sd.get('classFilterMode', False)).lower():<8} SubExpression: {sd.get('subString', '')}")
+    mq_rows = sorted(iter_mq_table(info.get("mqTable")), key=lambda r: (r[0].topic, r[0].broker_name, r[0].queue_id))
+    if mq_rows:
+        out.append("\n#Consumer Offset#")
+        out.append(f"{'#Topic':<64}  {'#Broker Name':<32}  {'#QID':<4}  {'#Consumer Offset':<20}")
+        for mq, pq in mq_rows:
+            out.append(f"{mq.topic:<64}  {mq.broker_name:<32}  {mq.queue_id:<4}  {pq.get('commitOffset', '')!s:<20}")
+    if info.get("jstack"):
+        out.append("\n#Consumer jstack#")
+        out.append(str(info["jstack"]))
+    return "\n".join(out)
+
+
 async def reset_offset_by_time(admin: AdminClient, a: argparse.Namespace) -> None:
     rows = []
     masters = await admin.route_masters(a.topic)
@@ -471,6 +517,16 @@ async def query_msg_by_id(admin: AdminClient, a: argparse.Namespace) -> None:
             if not a.topic:
                 raise AdminError(f"{msg_id} is not an offset message id; give -t topic to look it up by unique key") from None
             await _by_unique_key(admin, a.topic, msg_id)
+            continue
+        if a.consumerGroup and a.clientId:  # consume it once more on that consumer (RocketMQ's -g -d)
+            resp = await admin.call(f"{host}:{port}", RequestCode.CONSUME_MESSAGE_DIRECTLY, {
+                "consumerGroup": a.consumerGroup, "clientId": a.clientId, "msgId": msg_id}, timeout=15.0)
+            if resp.code != ResponseCode.SUCCESS:
+                raise AdminError(f"CODE: {resp.code} DESC: {resp.remark}")
+            r = json_body.loads(resp.body) if resp.body else {}
+            print(f"ConsumeMessageDirectlyResult [order={str(r.get('order', False)).lower()}, "
+                  f"autoCommit={str(r.get('autoCommit', True)).lower()}, consumeResult={r.get('consumeResult')}, "
+                  f"remark={r.get('remark')}, spentTimeMills={r.get('spentTimeMills', 0)}]")
             continue
         body = await admin.view_message(f"{host}:{port}", offset)
         msgs = _decode(body)
@@ -705,7 +761,7 @@ _HANDLER_NAMES = {
     "updateTopic": "update_topic", "deleteTopic": "delete_topic", "topicList": "topic_list",
     "topicRoute": "topic_route", "topicStatus": "topic_status", "updateSubGroup": "update_sub_group",
     "deleteSubGroup": "delete_sub_group", "consumerProgress": "consumer_progress",
-    "consumerConnection": "consumer_connection", "clusterList": "cluster_list", "brokerStatus": "broker_status",
+    "consumerConnection": "consumer_connection", "consumerStatus": "consumer_status", "clusterList": "cluster_list", "brokerStatus": "broker_status",
     "queryMsgById": "query_msg_by_id", "queryMsgByKey": "query_msg_by_key",
     "queryMsgByUniqueKey": "query_msg_by_unique_key", "sendMessage": "send_message",
     "consumeMessage": "consume_message", "resetOffsetByTime": "reset_offset_by_time",
@@ -796,6 +852,14 @@ def _args_consumerProgress(p: argparse.ArgumentParser) -> None:
 def _args_consumerConnection(p: argparse.ArgumentParser) -> None:
     p.add_argument("-g", "--consumerGroup", required=True)
     p.add_argument("-b", "--brokerAddr")
+
+
+@command("consumerStatus", "Query consumer's internal data structure")
+def _args_consumerStatus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-g", "--consumerGroup", required=True)
+    p.add_argument("-i", "--clientId", help="the consumer client id")
+    p.add_argument("-b", "--brokerAddr", help="only the consumers this broker knows")
+    p.add_argument("-s", "--jstack", action="store_true", help="with the client's thread stacks")
 
 
 @command("clusterList", "List cluster infos")

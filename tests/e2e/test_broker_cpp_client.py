@@ -90,3 +90,31 @@ def test_cpp_client_orderly(tmp_path: Path) -> None:
     with cpp_stack(tmp_path, "CppOrder") as (ns, broker):
         result, err, _ = run_cpp(tmp_path, broker, "orderly.py", ns, "CppOrder", "CppOrderG", "60")
         assert result == {"sent": 60, "received": 60, "in_order": True}, err
+
+
+@needs_cpp
+def test_consumer_status_asks_a_remoting_consumer_for_its_running_info(tmp_path: Path) -> None:
+    with cpp_stack(tmp_path, "CppStatus") as (ns, broker):
+        p = subprocess.Popen([str(CPP_CLIENT_PYTHON), str(REPO / "tests" / "sdk" / "cpp" / "running_info.py"), ns,
+                              "CppStatus", "CppStatusG"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, cwd=str(tmp_path), env={"HOME": str(tmp_path)})
+        try:
+            assert p.stdout is not None and json.loads(p.stdout.readline()) == {"started": True}
+
+            def status() -> str:
+                cp = mqadmin("consumerStatus", "-n", ns, "-g", "CppStatusG", ok=False, timeout=30)
+                return cp.stdout if cp.returncode == 0 and "#Consumer Properties#" in cp.stdout else ""
+
+            out = poll_until(status, timeout=40, interval=0.5, what="the C++ consumer's running info")
+            assert "CppStatus" in out and "#Consumer Subscription#" in out, out
+            # a client the group does not have
+            cp = mqadmin("consumerStatus", "-n", ns, "-g", "CppStatusG", "-i", "nobody@0", ok=False, timeout=30)
+            assert cp.returncode != 0 and "not online" in cp.stderr, (cp.stdout, cp.stderr)
+        finally:
+            if p.stdin is not None:
+                p.stdin.close()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)

@@ -132,6 +132,14 @@ def test_consumer_connection_lists_grpc_consumers_in_local_mode(st: TypesStack, 
         out = poll_until(lambda: "PYTHON" in (o := connections()) and o, timeout=30, interval=0.5,
                          what="the SDK's consumer listed by consumerConnection")
         assert "TypesFilter" in out and "a||b" in out and "ConsumeType: CONSUME_ACTIVELY" in out, out
+        # consumerStatus: the broker asks the proxy serving the consumer
+        status = mqadmin("consumerStatus", "-g", "GConn", "-n", st.namesrv, timeout=30).stdout
+        assert "#Consumer Subscription#" in status and "TypesFilter" in status, status
+        assert "PROP_CONSUME_TYPE" in status and "CONSUME_ACTIVELY" in status, status
+        # with -s the client is asked for its threads on its Telemetry stream; the Python SDK does not
+        # answer that command, so the proxy's bounded wait ends it
+        status = mqadmin("consumerStatus", "-g", "GConn", "-s", "-n", st.namesrv, timeout=30).stdout
+        assert "CODE: 207" in status and "Timeout" in status, status  # CONSUME_MSG_TIMEOUT
         drv.ok("close", name="cconn")
         poll_until(lambda: connections() == "", timeout=30, interval=0.5,
                    what="the closed consumer gone from consumerConnection")

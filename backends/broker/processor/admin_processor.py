@@ -10,7 +10,14 @@ from backends.broker.broker_config import ConfigError, parse_properties
 from backends.broker.processor.common import guarded
 from backends.broker.subscription_group_manager import alter_attributes
 from backends.broker.topic_config_manager import parse_attributes, queue_nums_error
-from backends.model import MESSAGE_TYPE_ATTRIBUTE, MessageExt, Perm, SubscriptionGroupConfig, TopicConfig
+from backends.model import (
+    MESSAGE_TYPE_ATTRIBUTE,
+    MessageExt,
+    Perm,
+    SubscriptionGroupConfig,
+    TopicConfig,
+    decode_offset_msg_id,
+)
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
 from backends.remoting.command import RemotingCommand
@@ -252,6 +259,25 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
         return request.response(body=record_bytes(m))
 
     @guarded
+    async def consumer_running_info(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        return await broker.call_consumer(request, h.s("consumerGroup"), h.s("clientId"))
+
+    @guarded
+    async def consume_message_directly(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
+        h = Header(request)
+        try:
+            off = decode_offset_msg_id(h.s("msgId"))[1]
+        except ValueError as e:
+            raise RemotingCommandException(f"msgId {h.s('msgId')!r} is not an offset message id") from e
+        m = store.look_message_by_offset(off)
+        if m is None:
+            return request.response(ResponseCode.SYSTEM_ERROR, f"can not find message by the offset, {off}")
+        request.ext_fields["brokerName"] = broker.config.broker_name
+        request.body = record_bytes(m)
+        return await broker.call_consumer(request, h.s("consumerGroup"), h.s("clientId"))
+
+    @guarded
     async def query_message(request: RemotingCommand, conn: Any) -> RemotingCommand | None:
         h = Header(request)
         topic, key = h.s("topic"), h.s("key")
@@ -347,6 +373,8 @@ def register(server: RemotingServer, broker: BrokerController) -> None:
     reg(RequestCode.GET_EARLIEST_MSG_STORETIME, earliest_time)
     reg(RequestCode.QUERY_BROKER_OFFSET, broker_offset)
     reg(RequestCode.VIEW_MESSAGE_BY_ID, view_message)
+    reg(RequestCode.GET_CONSUMER_RUNNING_INFO, consumer_running_info)
+    reg(RequestCode.CONSUME_MESSAGE_DIRECTLY, consume_message_directly)
     reg(RequestCode.QUERY_MESSAGE, query_message)
     reg(RequestCode.GET_BROKER_CONFIG, broker_config)
     reg(RequestCode.UPDATE_BROKER_CONFIG, update_broker_config)

@@ -131,3 +131,61 @@ async def test_offset_msg_id_carries_the_bound_port(broker: BrokerController) ->
     res = await be.send_message("broker-a", [Message("PortT", b"x", {"UNIQ_KEY": "PX"})], 5)
     (host, port), _ = decode_offset_msg_id(res[0].offset_msg_id)
     assert f"{host}:{port}" == broker.broker_addr
+
+
+async def test_admin_requests_for_a_grpc_consumer_go_through_the_proxy(broker: BrokerController) -> None:
+    """GET_CONSUMER_RUNNING_INFO / CONSUME_MESSAGE_DIRECTLY for a consumer a Local-mode proxy serves."""
+    from backends.api import ConsumerClient
+    from backends.model import offset_msg_id
+    from backends.remoting import json_body
+    from backends.remoting.codes import RequestCode
+    from backends.remoting.command import RemotingCommand
+
+    class Commander:
+        def __init__(self) -> None:
+            self.verified: list[bytes] = []
+
+        async def thread_stack_trace(self, client_id: str) -> str | None:
+            return "main: waiting" if client_id == "c1" else None
+
+        async def verify_message(self, client_id: str, msg: object) -> int | None:
+            self.verified.append(msg.body)  # type: ignore[attr-defined]
+            return 60000  # FAILED_TO_CONSUME_MESSAGE
+
+    be = LocalBackend(broker)
+    await be.start()
+    commander = Commander()
+    be.set_consumer_commander(commander)
+    ask = RemotingCommand.request(RequestCode.GET_CONSUMER_RUNNING_INFO,
+                                  {"consumerGroup": "CG", "clientId": "c1", "jstackEnable": "true"})
+    r = await broker.call_consumer(ask, "CG", "c1")
+    assert r.code == ResponseCode.SYSTEM_ERROR and "not online" in (r.remark or "")
+    await be.register_consumer(ConsumerClient("c1", "CG", "127.0.0.1:5000", "JAVA", "CONSUME_ACTIVELY",
+                                              [("CT", "TAG", "a || b")]))
+    r = await broker.call_consumer(ask, "CG", "c1")
+    info = json_body.loads(r.body)
+    assert r.code == ResponseCode.SUCCESS and info["jstack"] == "main: waiting"
+    assert info["subscriptionSet"][0]["topic"] == "CT" and info["subscriptionSet"][0]["tagsSet"] == ["a", "b"]
+
+    res = await be.send_message("broker-a", [Message("CT", b"again", {"UNIQ_KEY": "U9"}, queue_id=0)], 5)
+    msg_id = offset_msg_id(broker.message_store.config.store_host, int(res[0].offset_msg_id[-16:], 16))
+    assert msg_id == res[0].offset_msg_id
+    direct = RemotingCommand.request(RequestCode.CONSUME_MESSAGE_DIRECTLY,
+                                     {"consumerGroup": "CG", "clientId": "c1", "msgId": msg_id})
+    from backends.broker.processor.admin_processor import register as register_admin
+
+    class Processors(dict):  # stands in for the remoting server the processors register with
+        def register_processor(self, code: int, processor: object) -> None:
+            self[code] = processor
+
+    processors = Processors()
+    register_admin(processors, broker)  # type: ignore[arg-type]
+    r = await processors[RequestCode.CONSUME_MESSAGE_DIRECTLY](direct, None)
+    assert r.code == ResponseCode.SUCCESS and commander.verified == [b"again"]
+    assert json_body.loads(r.body)["consumeResult"] == "CR_LATER"
+    # a consumer this proxy does not serve
+    await be.register_consumer(ConsumerClient("c2", "CG", "127.0.0.1:5001", "JAVA", "CONSUME_ACTIVELY", []))
+    r = await broker.call_consumer(ask, "CG", "c2")
+    assert r.code == ResponseCode.SYSTEM_ERROR and "cannot be reached" in (r.remark or "")
+    await be.unregister_consumer("CG", "c1")
+    assert (await broker.call_consumer(ask, "CG", "c1")).code == ResponseCode.SYSTEM_ERROR

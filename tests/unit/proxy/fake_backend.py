@@ -11,6 +11,7 @@ from backends.api import (
     BackendError,
     BrokerData,
     ConsumerClient,
+    ConsumerCommander,
     PopRequest,
     PopResult,
     PopStatus,
@@ -179,3 +180,6 @@ class FakeBackend(Backend):
 
     async def unregister_consumer(self, group: str, client_id: str) -> None:
         self.consumers.pop(client_id, None)
+
+    def set_consumer_commander(self, commander: ConsumerCommander) -> None:
+        self.commander = commander

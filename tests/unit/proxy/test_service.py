@@ -508,3 +508,52 @@ async def test_consumer_heartbeat_registers_it_with_the_backend(env):
     # a producer's heartbeat registers no consumer
     await env.stub.Heartbeat(spb.HeartbeatRequest(client_type=pb.ClientType.PRODUCER), metadata=MD)
     assert env.backend.consumers == {}
+
+
+async def test_admin_requests_reach_the_consumer_on_its_telemetry_stream(env):
+    """Local mode's consumerStatus -s / consume directly: a command with a nonce on the client's stream,
+    answered by the client on the same stream."""
+    svc = env.server.service
+    assert env.backend.commander is svc
+    assert await svc.thread_stack_trace("client-1") is None  # no stream: not a client of this proxy
+    q: asyncio.Queue = asyncio.Queue()
+
+    async def gen():
+        while (item := await q.get()) is not None:
+            yield item
+
+    call = env.stub.Telemetry(gen(), metadata=MD)
+    cons = spb.TelemetryCommand()
+    cons.settings.client_type = pb.ClientType.SIMPLE_CONSUMER
+    cons.settings.subscription.group.name = "G"
+    await q.put(cons)
+    assert (await call.read()).status.code == C.OK
+    try:
+        asked = asyncio.ensure_future(svc.thread_stack_trace("client-1"))
+        cmd = await asyncio.wait_for(call.read(), 5)
+        nonce = cmd.print_thread_stack_trace_command.nonce
+        assert nonce
+        wrong = spb.TelemetryCommand(status=pb.Status(code=C.OK))
+        wrong.thread_stack_trace.nonce, wrong.thread_stack_trace.thread_stack_trace = "other", "not this"
+        await q.put(wrong)
+        answer = spb.TelemetryCommand(status=pb.Status(code=C.OK))
+        answer.thread_stack_trace.nonce, answer.thread_stack_trace.thread_stack_trace = nonce, "main: waiting"
+        await q.put(answer)
+        assert await asyncio.wait_for(asked, 5) == "main: waiting"
+
+        msg = MessageExt("T", b"body", {"UNIQ_KEY": "M1"}, store_host=("127.0.0.1", 10911))
+        verified = asyncio.ensure_future(svc.verify_message("client-1", msg))
+        cmd = await asyncio.wait_for(call.read(), 5)
+        vc = cmd.verify_message_command
+        assert vc.message.system_properties.message_id == "M1" and vc.message.body == b"body"
+        answer = spb.TelemetryCommand(status=pb.Status(code=C.FAILED_TO_CONSUME_MESSAGE))
+        answer.verify_message_result.nonce = vc.nonce
+        await q.put(answer)
+        assert await asyncio.wait_for(verified, 5) == C.FAILED_TO_CONSUME_MESSAGE
+        # a client that does not answer: the wait is bounded
+        with pytest.raises(TimeoutError):
+            await svc.ask_client("client-1", spb.TelemetryCommand(), "n-1", timeout=0.2)
+        assert not svc._client_answers
+    finally:
+        await q.put(None)
+        call.cancel()
