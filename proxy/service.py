@@ -53,7 +53,7 @@ from proxy.convert import (
     ts_to_ms,
 )
 from proxy.errors import ProxyError, grpc_code
-from proxy.session import SessionManager
+from proxy.session import ClientSession, SessionManager
 
 log = logging.getLogger("proxy")
 C = pb.Code
@@ -326,17 +326,26 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                 s.client_type = request.client_type
             if request.HasField("group") and request.group.name:
                 s.group = request.group.name
-            consume_type = _CONSUME_TYPES.get(s.client_type)
-            if consume_type and s.group:
-                host, port = self.peer_of(context)
-                subs = s.settings.subscription.subscriptions if s.settings is not None else ()
-                await self.backend.register_consumer(ConsumerClient(
-                    cid, s.group, f"{host}:{port}", _metadata(context).get("x-mq-language") or "OTHER", consume_type,
-                    [(e.topic.name, "SQL92" if e.expression.type == pb.FilterType.SQL else "TAG",
-                      e.expression.expression) for e in subs]))
+            await self._register_consumer(s, context)
             return spb.HeartbeatResponse(status=OK_STATUS)
         except Exception as e:
             return spb.HeartbeatResponse(status=error_status(e))
+
+    async def _register_consumer(self, s: ClientSession, context: Any) -> None:
+        """A consumer's settings or heartbeat: (re)register it with the backend (Local mode: the broker
+        lists it until it stops heartbeating)."""
+        consume_type = _CONSUME_TYPES.get(s.client_type)
+        if not consume_type or not s.group:
+            return
+        host, port = self.peer_of(context)
+        subs = s.settings.subscription.subscriptions if s.settings is not None else ()
+        try:
+            await self.backend.register_consumer(ConsumerClient(
+                s.client_id, s.group, f"{host}:{port}", _metadata(context).get("x-mq-language") or "OTHER",
+                consume_type, [(e.topic.name, "SQL92" if e.expression.type == pb.FilterType.SQL else "TAG",
+                                e.expression.expression) for e in subs]))
+        except Exception as e:  # noqa: BLE001 - being listed is best effort, like register_producer
+            log.debug("register_consumer %s %s: %s", s.client_id, s.group, e)
 
     async def NotifyClientTermination(self, request: spb.NotifyClientTerminationRequest,
                                       context: Any) -> spb.NotifyClientTerminationResponse:
@@ -364,7 +373,8 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
         out: asyncio.Queue[spb.TelemetryCommand | None] = asyncio.Queue()
         failed: list[pb.Status] = []
         self.sessions.attach(cid, out)
-        reader = asyncio.get_running_loop().create_task(self._telemetry_reader(cid, request_iterator, out, failed))
+        reader = asyncio.get_running_loop().create_task(
+            self._telemetry_reader(cid, request_iterator, out, failed, context))
         try:
             while True:
                 cmd = await out.get()
@@ -378,7 +388,8 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             await _end_telemetry(context, failed[0])
 
     async def _telemetry_reader(self, cid: str, request_iterator: Any,
-                                out: asyncio.Queue[spb.TelemetryCommand | None], failed: list[pb.Status]) -> None:
+                                out: asyncio.Queue[spb.TelemetryCommand | None], failed: list[pb.Status],
+                                context: Any) -> None:
         try:
             async for cmd in request_iterator:
                 which = cmd.WhichOneof("command")
@@ -388,6 +399,9 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
                     except Exception as e:
                         failed.append(error_status(e))
                         break
+                    s = self.sessions.get(cid)
+                    if s is not None:
+                        await self._register_consumer(s, context)  # listed from its start, not its heartbeat
                 elif which in ("thread_stack_trace", "verify_message_result", "verify_message_command"):
                     # an answer to ask_client (the Node.js SDK answers a verify in a verify_message_command)
                     fut = self._client_answers.get(getattr(cmd, which).nonce)

@@ -38,3 +38,36 @@ def test_node_sdk_basic(proxy_stack):
     assert r["badTopicCode"] == 40002
     assert r["badInvisibleCode"] == 40011
     assert sorted(b for b in r["pushed"] if b.startswith("node-P")) == ["node-P0", "node-P1", "node-P2"]
+
+
+def test_consumer_status_reaches_a_node_consumer_through_the_local_proxy(tmp_path):
+    """mqadmin consumerStatus -s: broker -> Local-mode proxy -> PrintThreadStackTraceCommand on the Node
+    SDK's Telemetry stream -> its answer ("mock stack", as the SDK answers) back to mqadmin."""
+    from tests.harness import mqadmin, poll_until
+
+    with stack("local", tmp_path) as st:
+        st.create_topic("TopicNodeStatus")
+        st.create_group("GroupNodeStatus", *EARLIEST)
+        p = subprocess.Popen(["node", "stay.js", st.endpoint, "TopicNodeStatus", "GroupNodeStatus"], cwd=NODE_SDK_DIR,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            assert line.startswith("READY "), (line, p.stderr.read() if p.poll() is not None else "")
+            client_id = line.split()[1]
+
+            def status() -> str:
+                cp = mqadmin("consumerStatus", "-n", st.namesrv, "-g", "GroupNodeStatus", "-i", client_id, "-s",
+                             ok=False, timeout=30)
+                return cp.stdout if "#Consumer jstack#" in cp.stdout else ""
+
+            out = poll_until(status, timeout=40, interval=0.5, what="the Node consumer's thread stack")
+            assert "mock stack" in out and "TopicNodeStatus" in out, out
+        finally:
+            if p.stdin is not None:
+                p.stdin.close()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
