@@ -54,6 +54,17 @@ def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None
     raise TimeoutError(f"{host}:{port} did not open within {timeout}s")
 
 
+def end_by_stdin(p: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """End a client script that runs until its standard input closes (killed if it does not)."""
+    if p.stdin is not None:
+        p.stdin.close()
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=10)
+
+
 def poll_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Call ``predicate`` until it returns a truthy value (returned) or ``timeout`` passes (raises)."""
     deadline = time.monotonic() + timeout

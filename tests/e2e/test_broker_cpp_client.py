@@ -21,6 +21,7 @@ from tests.harness import (
     REPO,
     ServerProcess,
     command,
+    end_by_stdin,
     free_port,
     mqadmin,
     poll_until,
@@ -111,10 +112,4 @@ def test_consumer_status_asks_a_remoting_consumer_for_its_running_info(tmp_path:
             cp = mqadmin("consumerStatus", "-n", ns, "-g", "CppStatusG", "-i", "nobody@0", ok=False, timeout=30)
             assert cp.returncode != 0 and "not online" in cp.stderr, (cp.stdout, cp.stderr)
         finally:
-            if p.stdin is not None:
-                p.stdin.close()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+            end_by_stdin(p)

@@ -43,7 +43,7 @@ def test_node_sdk_basic(proxy_stack):
 def test_consumer_status_reaches_a_node_consumer_through_the_local_proxy(tmp_path):
     """mqadmin consumerStatus -s: broker -> Local-mode proxy -> PrintThreadStackTraceCommand on the Node
     SDK's Telemetry stream -> its answer ("mock stack", as the SDK answers) back to mqadmin."""
-    from tests.harness import mqadmin, poll_until
+    from tests.harness import end_by_stdin, mqadmin, poll_until
 
     with stack("local", tmp_path) as st:
         st.create_topic("TopicNodeStatus")
@@ -64,10 +64,4 @@ def test_consumer_status_reaches_a_node_consumer_through_the_local_proxy(tmp_pat
             out = poll_until(status, timeout=40, interval=0.5, what="the Node consumer's thread stack")
             assert "mock stack" in out and "TopicNodeStatus" in out, out
         finally:
-            if p.stdin is not None:
-                p.stdin.close()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+            end_by_stdin(p)
