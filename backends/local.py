@@ -312,7 +312,7 @@ class LocalBackend(Backend):
                 stack = got
             g = self.broker.consumer_manager.get(group)
             info = {
-                "properties": {"PROP_CONSUME_TYPE": g.consume_type if g else "", "PROP_CLIENT_PROTOCOL": "gRPC"},
+                "properties": {"PROP_CONSUME_TYPE": g.consume_type if g else ""},
                 "subscriptionSet": [sd.to_json() for sd in g.subscription_table.values()] if g else [],
                 "mqTable": {}, "statusTable": {}, "jstack": stack,
             }

@@ -7,6 +7,7 @@ the new file into place and fsyncs the directory, so a crash leaves either the o
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -18,7 +19,8 @@ log = logging.getLogger("rocketmq.store")
 
 def fsync_dir(directory: str, best_effort: bool = True) -> None:
     """Make the entries of ``directory`` (files created, renamed or removed in it) durable. Errors are
-    ignored when ``best_effort``, else raised (OSError)."""
+    ignored when ``best_effort``, else raised (OSError) -- except on a file system that cannot fsync a
+    directory at all (EINVAL, ENOTSUP), where there is nothing more to do."""
     try:
         fd = os.open(directory or ".", os.O_RDONLY)
     except OSError:
@@ -27,8 +29,8 @@ def fsync_dir(directory: str, best_effort: bool = True) -> None:
         raise
     try:
         os.fsync(fd)
-    except OSError:
-        if not best_effort:
+    except OSError as e:
+        if not best_effort and e.errno not in (errno.EINVAL, errno.ENOTSUP):
             raise
     finally:
         os.close(fd)

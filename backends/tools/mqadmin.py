@@ -363,8 +363,10 @@ async def consumer_status(admin: AdminClient, a: argparse.Namespace) -> None:
         resp = await admin.consumer_connection(addr, a.consumerGroup)
         if resp.code == ResponseCode.SUCCESS and resp.body:
             for c in json_body.loads(resp.body).get("connectionSet") or []:
-                if not a.clientId or c.get("clientId") == a.clientId:
-                    clients.append((addr, c.get("clientId", ""), c.get("version", "")))
+                cid = c.get("clientId", "")
+                # a 4.x consumer heartbeats to every broker: ask it once
+                if (not a.clientId or cid == a.clientId) and all(cid != known for _, known, _ in clients):
+                    clients.append((addr, cid, c.get("version", "")))
     if not clients:
         raise AdminError(f"CODE: {ResponseCode.CONSUMER_NOT_ONLINE} DESC: the consumer group "
                          f"[{a.consumerGroup}] not online" + (f" with client {a.clientId}" if a.clientId else ""))

@@ -22,3 +22,28 @@ def test_atomic_write_and_backup_fallback(tmp_path: Any) -> None:
     assert read_json(p) == {"v": 1}
     os.unlink(p + ".bak")
     assert read_json(p, []) == []
+
+
+def test_fsync_dir_errors(tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
+    import pytest
+
+    from backends.store import config_file
+
+    config_file.fsync_dir(str(tmp_path / "missing"))  # best effort: nothing raised
+    with pytest.raises(FileNotFoundError):
+        config_file.fsync_dir(str(tmp_path / "missing"), best_effort=False)
+
+    def failing(code: int):  # type: ignore[no-untyped-def]
+        def fsync(fd: int) -> None:
+            raise OSError(code, os.strerror(code))
+        return fsync
+
+    monkeypatch.setattr(config_file.os, "fsync", failing(errno.EIO))
+    with pytest.raises(OSError):
+        config_file.fsync_dir(str(tmp_path), best_effort=False)
+    config_file.fsync_dir(str(tmp_path))
+    monkeypatch.setattr(config_file.os, "fsync", failing(errno.EINVAL))  # a file system without directory fsync
+    config_file.fsync_dir(str(tmp_path), best_effort=False)
