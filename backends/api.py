@@ -196,6 +196,7 @@ class ConsumerClient:
     group: str
     client_addr: str  # host:port
     language: str  # the SDK's x-mq-language (JAVA, PYTHON, HTTP for Node.js, ...)
+    version: int  # MQVersion ordinal of the SDK's x-mq-client-version (see backends.remoting.version)
     consume_type: str  # CONSUME_ACTIVELY (SimpleConsumer) or CONSUME_PASSIVELY (PushConsumer)
     subscriptions: list[tuple[str, str, str]]  # (topic, TAG | SQL92, expression)
 

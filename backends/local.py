@@ -283,7 +283,7 @@ class LocalBackend(Backend):
 
     async def register_consumer(self, client: ConsumerClient) -> None:
         # an in-process channel (no connection): the broker's scan expires it without heartbeats
-        info = ClientChannelInfo(client.client_id, client.client_addr, client.language, 0, None)
+        info = ClientChannelInfo(client.client_id, client.client_addr, client.language, client.version, None)
         subs = [SubscriptionData.of(*s) for s in client.subscriptions]
         self.broker.consumer_manager.register_consumer(client.group, info, client.consume_type, "CLUSTERING",
                                                        "CONSUME_FROM_LAST_OFFSET", subs)

@@ -38,6 +38,8 @@ from backends.model import (
     decode_offset_msg_id,
 )
 from backends.remoting.codes import ResponseCode
+from backends.remoting.command import VERSION
+from backends.remoting.version import version_ordinal
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from protos.apache.rocketmq.v2 import service_pb2_grpc
@@ -339,11 +341,14 @@ class MessagingService(service_pb2_grpc.MessagingServiceServicer):
             return
         host, port = self.peer_of(context)
         subs = s.settings.subscription.subscriptions if s.settings is not None else ()
+        md = _metadata(context)
+        # the SDK's release (RocketMQ's proxy falls back to its own version for one it cannot name)
+        version = version_ordinal(md.get("x-mq-client-version", "")) or VERSION
         try:
             await self.backend.register_consumer(ConsumerClient(
-                s.client_id, s.group, f"{host}:{port}", _metadata(context).get("x-mq-language") or "OTHER",
-                consume_type, [(e.topic.name, "SQL92" if e.expression.type == pb.FilterType.SQL else "TAG",
-                                e.expression.expression) for e in subs]))
+                s.client_id, s.group, f"{host}:{port}", md.get("x-mq-language") or "OTHER", version, consume_type,
+                [(e.topic.name, "SQL92" if e.expression.type == pb.FilterType.SQL else "TAG", e.expression.expression)
+                 for e in subs]))
         except Exception as e:  # noqa: BLE001 - being listed is best effort, like register_producer
             log.debug("register_consumer %s %s: %s", s.client_id, s.group, e)
 

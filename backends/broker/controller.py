@@ -57,7 +57,8 @@ from backends.model import (
     retry_topic,
 )
 from backends.remoting.codes import RequestCode, ResponseCode
-from backends.remoting.command import RemotingCommand
+from backends.remoting.command import VERSION, RemotingCommand
+from backends.remoting.version import version_desc
 from backends.store.ha import HAClient, HAService
 from backends.store.message_store import MessageStore
 
@@ -791,8 +792,8 @@ class BrokerController:
     def runtime_info(self) -> dict[str, str]:
         store = self.message_store
         info = {
-            "brokerVersion": "475",
-            "brokerVersionDesc": "V5_3_1",
+            "brokerVersion": str(VERSION),
+            "brokerVersionDesc": version_desc(VERSION),
             "msgPutTotalTodayNow": "0",
             "msgGetTotalTodayNow": "0",
             "bootTimestamp": str(self.boot_timestamp),

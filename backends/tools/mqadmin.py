@@ -33,6 +33,7 @@ from backends.model import (
 )
 from backends.remoting import json_body
 from backends.remoting.codes import RequestCode, ResponseCode
+from backends.remoting.version import version_desc
 from backends.tools.admin_client import AdminClient, AdminError, iter_mq_table
 
 Handler = Callable[[AdminClient, argparse.Namespace], Awaitable[None]]
@@ -309,8 +310,8 @@ async def all_groups_progress(admin: AdminClient) -> None:
                 data = json_body.loads(resp.body) if resp.body else {}
                 conns = data.get("connectionSet") or []
                 count = len(conns)
-                versions = sorted({str(c.get("version", "")) for c in conns})
-                version = versions[-1] if versions else "OFFLINE"
+                versions = sorted({int(c.get("version") or 0) for c in conns})
+                version = version_desc(versions[-1]) if versions else "OFFLINE"
                 ctype = {"CONSUME_ACTIVELY": "PULL", "CONSUME_PASSIVELY": "PUSH", "CONSUME_POP": "POP"}.get(
                     str(data.get("consumeType", "")), str(data.get("consumeType", "")))
                 model = str(data.get("messageModel", ""))
@@ -335,7 +336,8 @@ async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None
             continue
         data = json_body.loads(resp.body) if resp.body else {}
         conns = data.get("connectionSet") or []
-        rows = [[i + 1, c.get("clientId", ""), c.get("clientAddr", ""), c.get("language", ""), c.get("version", "")]
+        rows = [[i + 1, c.get("clientId", ""), c.get("clientAddr", ""), c.get("language", ""),
+                 version_desc(int(c.get("version") or 0))]
                 for i, c in enumerate(conns)]
         print(table(rows, ["#", "#ClientId", "#ClientAddr", "#Language", "#Version"]))
         print()
@@ -356,7 +358,7 @@ async def consumer_connection(admin: AdminClient, a: argparse.Namespace) -> None
 async def consumer_status(admin: AdminClient, a: argparse.Namespace) -> None:
     """Each online consumer of the group with its running info (RocketMQ's ConsumerStatusSubCommand,
     printed instead of written to files)."""
-    clients: list[tuple[str, str, Any]] = []  # (broker address, client id, version)
+    clients: list[tuple[str, str, str]] = []  # (broker address, client id, version name)
     for _, addr in await admin.master_addrs():
         if a.brokerAddr and addr != a.brokerAddr:
             continue
@@ -366,7 +368,7 @@ async def consumer_status(admin: AdminClient, a: argparse.Namespace) -> None:
                 cid = c.get("clientId", "")
                 # a 4.x consumer heartbeats to every broker: ask it once
                 if (not a.clientId or cid == a.clientId) and all(cid != known for _, known, _ in clients):
-                    clients.append((addr, cid, c.get("version", "")))
+                    clients.append((addr, cid, version_desc(int(c.get("version") or 0))))
     if not clients:
         raise AdminError(f"CODE: {ResponseCode.CONSUMER_NOT_ONLINE} DESC: the consumer group "
                          f"[{a.consumerGroup}] not online" + (f" with client {a.clientId}" if a.clientId else ""))

@@ -132,6 +132,7 @@ def test_consumer_connection_lists_grpc_consumers_in_local_mode(st: TypesStack, 
         out = poll_until(lambda: "PYTHON" in (o := connections()) and o, timeout=30, interval=0.5,
                          what="the SDK's consumer listed by consumerConnection")
         assert "TypesFilter" in out and "a||b" in out and "ConsumeType: CONSUME_ACTIVELY" in out, out
+        assert "V5_1_2" in out, out  # the SDK's x-mq-client-version, named as RocketMQ names versions
         # consumerStatus: the broker asks the proxy serving the consumer
         status = mqadmin("consumerStatus", "-g", "GConn", "-n", st.namesrv, timeout=30).stdout
         assert "#Consumer Subscription#" in status and "TypesFilter" in status, status

@@ -160,7 +160,7 @@ async def test_admin_requests_for_a_grpc_consumer_go_through_the_proxy(broker: B
                                   {"consumerGroup": "CG", "clientId": "c1", "jstackEnable": "true"})
     r = await broker.call_consumer(ask, "CG", "c1")
     assert r.code == ResponseCode.SYSTEM_ERROR and "not online" in (r.remark or "")
-    await be.register_consumer(ConsumerClient("c1", "CG", "127.0.0.1:5000", "JAVA", "CONSUME_ACTIVELY",
+    await be.register_consumer(ConsumerClient("c1", "CG", "127.0.0.1:5000", "JAVA", 437, "CONSUME_ACTIVELY",
                                               [("CT", "TAG", "a || b")]))
     r = await broker.call_consumer(ask, "CG", "c1")
     info = json_body.loads(r.body)
@@ -184,7 +184,7 @@ async def test_admin_requests_for_a_grpc_consumer_go_through_the_proxy(broker: B
     assert r.code == ResponseCode.SUCCESS and commander.verified == [b"again"]
     assert json_body.loads(r.body)["consumeResult"] == "CR_LATER"
     # a consumer this proxy does not serve
-    await be.register_consumer(ConsumerClient("c2", "CG", "127.0.0.1:5001", "JAVA", "CONSUME_ACTIVELY", []))
+    await be.register_consumer(ConsumerClient("c2", "CG", "127.0.0.1:5001", "JAVA", 437, "CONSUME_ACTIVELY", []))
     r = await broker.call_consumer(ask, "CG", "c2")
     assert r.code == ResponseCode.SYSTEM_ERROR and "cannot be reached" in (r.remark or "")
     await be.unregister_consumer("CG", "c1")

@@ -11,6 +11,7 @@ import pytest
 from backends.api import BackendError, SendStatus
 from backends.model import MessageExt, SubscriptionGroupConfig
 from backends.remoting.codes import ResponseCode
+from backends.remoting.version import version_desc
 from protos.apache.rocketmq.v2 import definition_pb2 as pb
 from protos.apache.rocketmq.v2 import service_pb2 as spb
 from tests.unit.proxy.conftest import MD
@@ -497,10 +498,11 @@ async def test_consumer_heartbeat_registers_it_with_the_backend(env):
         e.topic.name, e.expression.type, e.expression.expression = topic, ftype, expr
     await env.server.service.apply_settings("client-1", settings)
     hb = await env.stub.Heartbeat(spb.HeartbeatRequest(client_type=pb.ClientType.PUSH_CONSUMER),
-                                  metadata=MD + (("x-mq-language", "JAVA"),))
+                                  metadata=MD + (("x-mq-language", "JAVA"), ("x-mq-client-version", "5.1.2")))
     assert hb.status.code == C.OK
     c = env.backend.consumers["client-1"]
     assert (c.group, c.language, c.consume_type) == ("G1", "JAVA", "CONSUME_PASSIVELY")
+    assert version_desc(c.version) == "V5_1_2"
     assert c.subscriptions == [("T", "TAG", "a || b"), ("T2", "SQL92", "x > 1")]
     assert c.client_addr.rsplit(":", 1)[1].isdigit()
     await env.stub.NotifyClientTermination(spb.NotifyClientTerminationRequest(), metadata=MD)
