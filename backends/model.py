@@ -252,6 +252,9 @@ def decode_offset_msg_id(msg_id: str) -> tuple[tuple[str, int], int]:
         port, off = struct.unpack(">iq", raw[16:])
     else:
         raise ValueError(f"not an offset message id: {msg_id!r}")
+    if not 0 < port < 65536 or off < 0:
+        # e.g. a unique key (also 16 bytes): its process id sits where the port would be
+        raise ValueError(f"not an offset message id: {msg_id!r} (port {port}, offset {off})")
     return (host, port), off
 
 

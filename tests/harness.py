@@ -26,20 +26,26 @@ CPP_CLIENT_PYTHON = Path(os.environ.get("RMQ_CPP_PYTHON", REPO / ".venv-cpp" / "
 NODE_SDK_DIR = REPO / "tests" / "sdk" / "node"
 
 
+_handed_out: set[int] = set()  # ports (and their +1) free_port gave this test process
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 whose +1 is also free (brokers use listenPort+1 for HA)."""
+    """A free TCP port on 127.0.0.1 whose +1 is also free (brokers use listenPort+1 for HA), and neither
+    of them a port (or the +1) handed out before: servers of one stack are given their ports before any
+    of them binds, so a broker's listenPort+1 must not be another server's port."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port >= 65534:
+            port = int(s.getsockname()[1])
+        if port >= 65534 or {port, port + 1} & _handed_out:
             continue
         with socket.socket() as s2:
             try:
                 s2.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue
-        return int(port)
+        _handed_out.update((port, port + 1))
+        return port
     raise RuntimeError("no free port pair")
 
 

@@ -520,17 +520,14 @@ async def query_msg_by_id(admin: AdminClient, a: argparse.Namespace) -> None:
         except ValueError:
             if not a.topic:
                 raise AdminError(f"{msg_id} is not an offset message id; give -t topic to look it up by unique key") from None
-            await _by_unique_key(admin, a.topic, msg_id)
-            continue
+            m = await _by_unique_key(admin, a.topic, msg_id)
+            if not (a.consumerGroup and a.clientId):
+                print_message(m)
+                continue
+            msg_id = m.offset_msg_id
+            (host, port), offset = decode_offset_msg_id(msg_id)
         if a.consumerGroup and a.clientId:  # consume it once more on that consumer (RocketMQ's -g -d)
-            resp = await admin.call(f"{host}:{port}", RequestCode.CONSUME_MESSAGE_DIRECTLY, {
-                "consumerGroup": a.consumerGroup, "clientId": a.clientId, "msgId": msg_id}, timeout=15.0)
-            if resp.code != ResponseCode.SUCCESS:
-                raise AdminError(f"CODE: {resp.code} DESC: {resp.remark}")
-            r = json_body.loads(resp.body) if resp.body else {}
-            print(f"ConsumeMessageDirectlyResult [order={str(r.get('order', False)).lower()}, "
-                  f"autoCommit={str(r.get('autoCommit', True)).lower()}, consumeResult={r.get('consumeResult')}, "
-                  f"remark={r.get('remark')}, spentTimeMills={r.get('spentTimeMills', 0)}]")
+            await _consume_directly(admin, f"{host}:{port}", a.consumerGroup, a.clientId, msg_id)
             continue
         body = await admin.view_message(f"{host}:{port}", offset)
         msgs = _decode(body)
@@ -539,19 +536,34 @@ async def query_msg_by_id(admin: AdminClient, a: argparse.Namespace) -> None:
         print_message(msgs[0])
 
 
-async def _by_unique_key(admin: AdminClient, topic: str, key: str) -> None:
+async def _consume_directly(admin: AdminClient, addr: str, group: str, client_id: str, offset_msg_id: str) -> None:
+    resp = await admin.call(addr, RequestCode.CONSUME_MESSAGE_DIRECTLY, {
+        "consumerGroup": group, "clientId": client_id, "msgId": offset_msg_id}, timeout=15.0)
+    if resp.code != ResponseCode.SUCCESS:
+        raise AdminError(f"CODE: {resp.code} DESC: {resp.remark}")
+    r = json_body.loads(resp.body) if resp.body else {}
+    print(f"ConsumeMessageDirectlyResult [order={str(r.get('order', False)).lower()}, "
+          f"autoCommit={str(r.get('autoCommit', True)).lower()}, consumeResult={r.get('consumeResult') or 'null'}, "
+          f"remark={r.get('remark')}, spentTimeMills={r.get('spentTimeMills', 0)}]")
+
+
+async def _by_unique_key(admin: AdminClient, topic: str, key: str) -> MessageExt:
     found: list[MessageExt] = []
     for _, addr in await admin.route_masters(topic):
         body = await admin.query_message(addr, topic, key, 32, 0, 2**63 - 1, unique=True)
         found.extend(m for m in _decode(body) if m.msg_id == key or m.uniq_key == key)
     if not found:
         raise AdminError(f"CODE: {ResponseCode.QUERY_NOT_FOUND} DESC: query message by unique key [{key}] not found")
-    for m in found[:1]:
-        print_message(m)
+    return found[0]
 
 
 async def query_msg_by_unique_key(admin: AdminClient, a: argparse.Namespace) -> None:
-    await _by_unique_key(admin, a.topic, a.msgId)
+    m = await _by_unique_key(admin, a.topic, a.msgId)
+    if a.consumerGroup and a.clientId:
+        host, port = m.store_host
+        await _consume_directly(admin, f"{host}:{port}", a.consumerGroup, a.clientId, m.offset_msg_id)
+    else:
+        print_message(m)
 
 
 async def query_msg_by_key(admin: AdminClient, a: argparse.Namespace) -> None:

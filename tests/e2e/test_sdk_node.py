@@ -63,5 +63,13 @@ def test_consumer_status_reaches_a_node_consumer_through_the_local_proxy(tmp_pat
 
             out = poll_until(status, timeout=40, interval=0.5, what="the Node consumer's thread stack")
             assert "mock stack" in out and "TopicNodeStatus" in out, out
+            # consume a stored message once more on that consumer: VerifyMessageCommand on its stream; the
+            # Node SDK answers NOT_IMPLEMENTED (in a verify_message_command), so no consume result
+            sent = mqadmin("sendMessage", "-n", st.namesrv, "-t", "TopicNodeStatus", "-p", "again").stdout
+            msg_id = sent.strip().splitlines()[-1].split()[-1]  # its unique key: looked up in the topic
+            out = mqadmin("queryMsgById", "-n", st.namesrv, "-i", msg_id, "-t", "TopicNodeStatus",
+                          "-g", "GroupNodeStatus", "-d", client_id, timeout=30).stdout
+            assert "ConsumeMessageDirectlyResult [" in out and "consumeResult=null" in out, out
+            assert "remark=from gRPC client" in out, out
         finally:
             end_by_stdin(p)

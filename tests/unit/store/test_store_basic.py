@@ -316,3 +316,14 @@ async def test_a_checkpoint_makes_new_consume_queue_and_index_file_names_durable
     assert (await s.put_messages([msg(topic="TopicNew", queue_id=3)])).ok
     await s.flush_now()
     assert synced == []  # no new file: no directory to sync
+
+
+def test_a_unique_key_is_not_taken_for_an_offset_message_id() -> None:
+    import pytest
+
+    from backends.model import offset_msg_id
+
+    assert decode_offset_msg_id(offset_msg_id(("127.0.0.1", 10911), 4096)) == (("127.0.0.1", 10911), 4096)
+    # RocketMQ's unique key layout: ip, pid (2 bytes), class loader hash, time, counter -- 16 bytes too
+    with pytest.raises(ValueError, match="not an offset message id"):
+        decode_offset_msg_id("7F00000118320000000118DB89AE0000")
