@@ -520,12 +520,8 @@ async def query_msg_by_id(admin: AdminClient, a: argparse.Namespace) -> None:
         except ValueError:
             if not a.topic:
                 raise AdminError(f"{msg_id} is not an offset message id; give -t topic to look it up by unique key") from None
-            m = await _by_unique_key(admin, a.topic, msg_id)
-            if not (a.consumerGroup and a.clientId):
-                print_message(m)
-                continue
-            msg_id = m.offset_msg_id
-            (host, port), offset = decode_offset_msg_id(msg_id)
+            await _show_or_consume(admin, a, await _by_unique_key(admin, a.topic, msg_id))
+            continue
         if a.consumerGroup and a.clientId:  # consume it once more on that consumer (RocketMQ's -g -d)
             await _consume_directly(admin, f"{host}:{port}", a.consumerGroup, a.clientId, msg_id)
             continue
@@ -557,13 +553,17 @@ async def _by_unique_key(admin: AdminClient, topic: str, key: str) -> MessageExt
     return found[0]
 
 
-async def query_msg_by_unique_key(admin: AdminClient, a: argparse.Namespace) -> None:
-    m = await _by_unique_key(admin, a.topic, a.msgId)
+async def _show_or_consume(admin: AdminClient, a: argparse.Namespace, m: MessageExt) -> None:
+    """A message found by its unique key: printed, or with -g -d consumed once more on that consumer."""
     if a.consumerGroup and a.clientId:
         host, port = m.store_host
         await _consume_directly(admin, f"{host}:{port}", a.consumerGroup, a.clientId, m.offset_msg_id)
     else:
         print_message(m)
+
+
+async def query_msg_by_unique_key(admin: AdminClient, a: argparse.Namespace) -> None:
+    await _show_or_consume(admin, a, await _by_unique_key(admin, a.topic, a.msgId))
 
 
 async def query_msg_by_key(admin: AdminClient, a: argparse.Namespace) -> None:
